@@ -1,0 +1,79 @@
+# The engine: a hash table in C memory whose entries hold encoded values
+# (kvstore._codec), with a hierarchical timing wheel for expiry.
+#
+# Core owns the table and the wheel and speaks raw bytes: keys arrive as
+# (pointer, length) with any namespace prefix already applied, values arrive
+# and leave in their wire encoding. The Python API (Engine, Namespace) and the
+# protocol's request processor are both thin layers over it, so the engine's
+# rules (TTL checks, incr overflow, CAS, batch atomicity) exist once.
+
+cimport cython
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+include "_core/consts.pxi"
+include "_core/table.pxd"
+include "_core/wheel.pxd"
+
+
+cdef enum StoreMode:
+    STORE_ALWAYS = 0      # set / mset
+    STORE_IF_ABSENT = 1   # setnx
+    STORE_IF_EQUAL = 2    # cas: expected encoding must equal the stored bytes
+
+
+# ttl argument (None or a positive int/float of seconds) -> milliseconds,
+# 0 meaning "no expiry". Rounds up, so any positive ttl lasts at least 1 ms.
+# Raises InvalidArgumentError. none_allowed=False is expire()'s rule.
+cdef int64_t ttl_to_ms(object ttl, bint none_allowed) except -1
+
+
+@cython.final
+cdef class Core:
+    cdef Table table
+    cdef Wheel wheel
+    cdef object clock            # callable returning seconds, or None for CLOCK_MONOTONIC
+    cdef int64_t now_ms          # the clock as read by the current call's begin()
+    cdef uint64_t seed0, seed1   # SipHash key, random per Core
+    cdef size_t memory_bytes     # every byte this Core holds from malloc
+    cdef uint64_t hits, misses, expired, evicted_by_flush
+    cdef uint32_t write_version  # bumped by every write; stamped on the entry written
+    cdef object reclaimer        # background reclaim thread, or None
+
+    # Start of every call: read the clock once and take a bounded expiry step.
+    cdef int begin(self) except -1
+
+    # Raw operations; the caller has called begin(). Keys include any prefix.
+    # lookup: 1 and (*value, *value_length) pointing into the entry, or 0. The
+    # pointer is valid until the next call into Core: copy before anything can
+    # run Python code.
+    cdef int lookup(self, const char* key, Py_ssize_t key_length,
+                    const char** value, Py_ssize_t* value_length) except -1
+    cdef int contains(self, const char* key, Py_ssize_t key_length) except -1
+    # 1 when written, 0 when the mode's condition failed. ttl_ms 0: no expiry.
+    cdef int store(self, const char* key, Py_ssize_t key_length,
+                   const char* value, Py_ssize_t value_length, int64_t ttl_ms,
+                   StoreMode mode, const char* expected, Py_ssize_t expected_length) except -1
+    cdef int remove(self, const char* key, Py_ssize_t key_length) except -1
+    # Adds delta to an int value (missing: starts at 0, no expiry) and returns
+    # the result through *result. WrongTypeError / IntegerOverflowError leave
+    # the value as it was.
+    cdef int increment(self, const char* key, Py_ssize_t key_length, int64_t delta,
+                       int64_t* result) except -1
+    # 1 when the key existed and now expires in ttl_ms (> 0), else 0.
+    cdef int set_expiry(self, const char* key, Py_ssize_t key_length, int64_t ttl_ms) except -1
+    # Remaining ms (>= 0); TTL_NO_EXPIRY for a persistent key, TTL_MISSING.
+    cdef int64_t remaining_ms(self, const char* key, Py_ssize_t key_length) except -3
+    # Remove every key that starts with prefix (all keys for length 0); count removed.
+    cdef Py_ssize_t remove_prefixed(self, const char* prefix, Py_ssize_t prefix_length) except -1
+    # Live keys, optionally only those starting with prefix (O(n) with a prefix).
+    cdef Py_ssize_t count(self, const char* prefix, Py_ssize_t prefix_length) except -1
+    # Reclaim expired entries for up to budget_us microseconds; returns how
+    # many were reclaimed, and sets *more when expired work is left.
+    cdef Py_ssize_t reclaim(self, int64_t budget_us, bint* more) except -1
+    cdef dict info(self)
+
+
+cdef class KeySpace:
+    # The public API, shared by Engine (empty prefix) and its namespace views.
+    cdef readonly Core _core
+    cdef bytes _prefix           # b"" or b"name:"
