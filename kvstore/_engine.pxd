@@ -10,6 +10,8 @@
 cimport cython
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
+from kvstore._codec cimport WriteBuffer
+
 include "_core/consts.pxi"
 include "_core/table.pxd"
 include "_core/wheel.pxd"
@@ -29,16 +31,22 @@ cdef int64_t ttl_to_ms(object ttl, bint none_allowed) except -1
 
 @cython.final
 cdef class Core:
-    cdef Table table
+    cdef Table table             # where new entries go
+    cdef Table old_table         # the table being drained into `table` by a resize
+    cdef bint migrating          # a resize is under way (old_table is live)
+    cdef size_t migrate_pos      # old_table slots below this have been moved
     cdef Wheel wheel
     cdef object clock            # callable returning seconds, or None for CLOCK_MONOTONIC
-    cdef int64_t now_ms          # the clock as read by the current call's begin()
+    cdef int64_t now_ms          # the clock as last read, in ms (never moves back)
+    cdef bint clock_fresh        # now_ms was read during the current call
+    cdef bint backlog            # the wheel stopped short of now on its last step
     cdef uint64_t seed0, seed1   # SipHash key, random per Core
     cdef size_t memory_bytes     # every byte this Core holds from malloc
     cdef uint64_t hits, misses, expired, evicted_by_flush
     cdef uint32_t write_version  # bumped by every write; stamped on the entry written
     cdef object reclaimer        # background reclaim thread, or None
-
+    cdef WriteBuffer scratch     # encode buffer reused by calls from Python
+    cdef bint scratch_busy       # scratch is in use further up the stack
     # Start of every call: read the clock once and take a bounded expiry step.
     cdef int begin(self) except -1
 
@@ -59,6 +67,9 @@ cdef class Core:
     # the value as it was.
     cdef int increment(self, const char* key, Py_ssize_t key_length, int64_t delta,
                        int64_t* result) except -1
+    # The same, subtracting delta (so decr(-2**63) needs no negation).
+    cdef int decrement(self, const char* key, Py_ssize_t key_length, int64_t delta,
+                       int64_t* result) except -1
     # 1 when the key existed and now expires in ttl_ms (> 0), else 0.
     cdef int set_expiry(self, const char* key, Py_ssize_t key_length, int64_t ttl_ms) except -1
     # Remaining ms (>= 0); TTL_NO_EXPIRY for a persistent key, TTL_MISSING.
@@ -71,9 +82,41 @@ cdef class Core:
     # many were reclaimed, and sets *more when expired work is left.
     cdef Py_ssize_t reclaim(self, int64_t budget_us, bint* more) except -1
     cdef dict info(self)
+    # Reclaim everything due now, however long it takes (len() and info()).
+    cdef int catch_up(self) except -1
+
+    # The clock for this call, read on first use (an engine without ttls never reads it).
+    cdef int64_t now(self) except? -1
+    # Debug validator; also reachable as Engine._check().
+    # (def check(self) in the .pyx)
+
+    # Private helpers.
+    cdef int64_t _read_clock_ms(self) except? -1
+    cdef Entry* _find_live(self, const char* key, Py_ssize_t key_length, Table** table,
+                           Py_ssize_t* index) except? NULL
+    cdef int _add(self, const char* key, Py_ssize_t key_length, int64_t delta, bint subtract,
+                  int64_t* result) except -1
+    cdef Entry* _find(self, const char* key, Py_ssize_t key_length, Table** table,
+                      Py_ssize_t* index) noexcept
+    cdef void _drop(self, Table* table, Py_ssize_t index) noexcept
+    cdef void _reclaim(self, Entry* e) noexcept
+    cdef int _insert(self, Entry* e) except -1
+    cdef int _start_resize(self, size_t capacity) except -1
+    cdef void _migrate(self, Py_ssize_t slots) noexcept
+    cdef int _rebuild(self, Entry* homeless) except -1
+    cdef void _maybe_shrink(self) noexcept
+    cdef void _free_all(self) noexcept
+    cdef WriteBuffer _take_scratch(self)
+    cdef void _give_back_scratch(self, WriteBuffer buf) noexcept
 
 
 cdef class KeySpace:
     # The public API, shared by Engine (empty prefix) and its namespace views.
     cdef readonly Core _core
-    cdef bytes _prefix           # b"" or b"name:"
+    cdef readonly bytes _prefix  # b"" or b"name:"
+
+    # The one store path behind set/setnx/cas (expected: None or a 1-tuple).
+    cdef int _store(self, object key, object value, object ttl, StoreMode mode,
+                    object expected) except -1
+    # The one path behind incr/decr.
+    cdef int64_t _add(self, object key, object delta, bint subtract) except? -1

@@ -1,0 +1,47 @@
+# Types of the engine's hash table; the code is in table.pyx. Both are
+# textually included into _engine (never built on their own).
+
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef extern from "_core/siphash.h":
+    uint64_t kv_siphash13(uint64_t k0, uint64_t k1, const char* data, size_t length) nogil
+
+cdef extern from "_core/sysutil.h":
+    int KVSTORE_DEBUG
+    int64_t kv_monotonic_us() nogil
+    size_t kv_chunk_size(size_t n) nogil
+    void kv_trim() nogil
+    int kv_ctz64(uint64_t v) nogil
+    int kv_clz64(uint64_t v) nogil
+    bint kv_add_overflow(int64_t a, int64_t b, int64_t* r) nogil
+    bint kv_sub_overflow(int64_t a, int64_t b, int64_t* r) nogil
+
+
+# One stored key. Allocated on its own (never moved by a resize: only slots
+# move), so the wheel can link entries directly. Private: reach the parts
+# through the entry_* accessors in table.pyx.
+ctypedef struct Entry:
+    uint32_t hash            # low 32 bits of the key's SipHash (home slot, tag)
+    uint32_t value_length    # bytes of the encoded value
+    uint16_t key_length      # bytes of the key, 1..65535
+    uint8_t flags            # ENTRY_HAS_TTL
+    uint8_t reserved
+    uint32_t version         # Core.write_version when the entry was last written
+    # Followed by [TtlBlock when flags & ENTRY_HAS_TTL], key bytes, value bytes.
+
+
+# Present only in entries with a ttl: entries without one pay nothing for expiry.
+ctypedef struct TtlBlock:
+    int64_t deadline_ms      # on the Core's clock; expired when now_ms >= deadline_ms
+    Entry* next              # next entry in the same wheel slot
+    Entry** pprev            # the pointer that points at this entry (slot head or
+                             # previous entry's next), so unlinking needs no search
+
+
+# Open addressing with Robin Hood probing and backward-shift deletion. A slot is
+# one 64-bit word: the entry pointer in bits 0-47, the probe distance from the
+# home slot in bits 48-55, and an 8-bit hash tag in bits 56-63; 0 is empty.
+ctypedef struct Table:
+    uint64_t* slots
+    size_t mask              # capacity - 1; capacity is a power of two
+    size_t count             # entries in this table (expired ones included until reclaimed)
