@@ -39,9 +39,11 @@ cdef extern from "Python.h":
     # exception set, and the callers turn that into the codec's own errors.
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size)
     object PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
+    object PyUnicode_DecodeASCII(const char* data, Py_ssize_t size, const char* errors)
     long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
     int PyMemoryView_Check(object value)
     int PyType_IsSubtype(PyTypeObject* a, PyTypeObject* b)
+    PyTypeObject* Py_TYPE(object o)
     Py_ssize_t PySequence_Fast_GET_SIZE(object seq)
     PyObject* PySequence_Fast_GET_ITEM(object seq, Py_ssize_t i)
     void PyErr_Clear()
@@ -319,6 +321,54 @@ cdef int _bad_data(Reader* rd, Py_ssize_t at, str message) except -1:
 
 
 # ---------------------------------------------------------------------------
+# Checked payload readers, shared by decode_value and skip_value so that the
+# two accept exactly the same bytes. Each is called with rd past the tag.
+# ---------------------------------------------------------------------------
+
+cdef inline int _read_bool(Reader* rd) except -1:
+    cdef uint8_t b = rd_u8(rd)
+    if b > 1:
+        _bad_data(rd, rd.pos - 1, f"bool byte 0x{b:02x} is neither 0 nor 1")
+    return b
+
+
+cdef inline const char* _read_utf8(Reader* rd, Py_ssize_t* n, bint short_length) except NULL:
+    # u16 (map key) or u32 (str) length, then that many bytes of UTF-8.
+    cdef Py_ssize_t at = rd.pos
+    n[0] = rd_u16(rd) if short_length else rd_u32(rd)
+    cdef const char* data = rd_raw(rd, n[0])
+    if not kv_utf8_valid(data, <size_t>n[0]):
+        _bad_data(rd, at, "invalid UTF-8")
+    return data
+
+
+cdef inline const char* _read_decimal_text(Reader* rd, Py_ssize_t* n) except NULL:
+    cdef Py_ssize_t at = rd.pos
+    n[0] = rd_u16(rd)
+    cdef const char* data = rd_raw(rd, n[0])
+    if not kv_decimal_text_valid(data, <size_t>n[0]):
+        _bad_data(rd, at, "invalid Decimal text")
+    return data
+
+
+cdef inline uint32_t _read_count(Reader* rd, uint8_t tag, int depth) except? 0xFFFFFFFF:
+    # The u32 count of a list or map whose tag sits at depth. Each item takes
+    # at least MIN_VALUE_BYTES (each entry MIN_MAP_ENTRY_BYTES), so a forged
+    # count is refused before anything is allocated for it.
+    cdef Py_ssize_t at = rd.pos - 1
+    cdef uint32_t n = rd_u32(rd)
+    cdef Py_ssize_t left = rd.length - rd.pos
+    if depth >= MAX_NESTING_DEPTH:
+        _bad_data(rd, at, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
+    if tag == TAG_LIST:
+        if n > <uint64_t>left // MIN_VALUE_BYTES:
+            _bad_data(rd, at, f"list of {n} items in {left} bytes")
+    elif n > <uint64_t>left // MIN_MAP_ENTRY_BYTES:
+        _bad_data(rd, at, f"map of {n} entries in {left} bytes")
+    return n
+
+
+# ---------------------------------------------------------------------------
 # One encode/decode pair per value type
 #
 # Encoders: (buf, value, path, depth) -> 0, appending tag + payload.
@@ -342,10 +392,7 @@ cdef inline int encode_bool(WriteBuffer buf, object value, PathNode* path, int d
 
 
 cdef inline object decode_bool(Reader* rd, int depth):
-    cdef uint8_t b = rd_u8(rd)
-    if b > 1:
-        _bad_data(rd, rd.pos - 1, f"bool byte 0x{b:02x} is neither 0 nor 1")
-    return True if b else False
+    return True if _read_bool(rd) else False
 
 
 cdef inline int encode_int(WriteBuffer buf, object value, PathNode* path, int depth) except -1:
@@ -407,12 +454,9 @@ cdef int encode_decimal(WriteBuffer buf, object value, PathNode* path, int depth
 
 
 cdef object decode_decimal(Reader* rd, int depth):
-    cdef Py_ssize_t at = rd.pos
-    cdef uint16_t n = rd_u16(rd)
-    cdef const char* data = rd_raw(rd, n)
-    if not kv_decimal_text_valid(data, n):
-        _bad_data(rd, at, "invalid Decimal text")
-    return Decimal(PyUnicode_DecodeUTF8(data, n, NULL), _DECIMAL_CONTEXT)
+    cdef Py_ssize_t n
+    cdef const char* data = _read_decimal_text(rd, &n)
+    return Decimal(PyUnicode_DecodeASCII(data, n, NULL), _DECIMAL_CONTEXT)
 
 
 cdef inline int _write_sized(WriteBuffer buf, uint8_t tag, const char* data, Py_ssize_t n,
@@ -438,31 +482,30 @@ cdef inline int encode_str(WriteBuffer buf, object value, PathNode* path, int de
     return _write_sized(buf, TAG_STRING, data, n, path, "str")
 
 
-cdef inline object _decode_utf8(Reader* rd, Py_ssize_t at, const char* data, Py_ssize_t n):
-    if not kv_utf8_valid(data, <size_t>n):
-        _bad_data(rd, at, "invalid UTF-8")
+cdef inline object decode_str(Reader* rd, int depth):
+    cdef Py_ssize_t n
+    cdef const char* data = _read_utf8(rd, &n, False)
     return PyUnicode_DecodeUTF8(data, n, NULL)
 
 
-cdef inline object decode_str(Reader* rd, int depth):
-    cdef Py_ssize_t at = rd.pos
-    cdef uint32_t n = rd_u32(rd)
-    return _decode_utf8(rd, at, rd_raw(rd, n), n)
-
-
-cdef int encode_bytes(WriteBuffer buf, object value, PathNode* path, int depth) except -1:
+cdef inline int encode_bytes(WriteBuffer buf, object value, PathNode* path, int depth) except -1:
     # bytes and its subclasses, bytearray and contiguous memoryviews.
-    cdef Py_buffer view
     if PyBytes_Check(value):
         return _write_sized(buf, TAG_BYTES, PyBytes_AS_STRING(value),
                             PyBytes_GET_SIZE(value), path, "bytes")
     if PyByteArray_Check(value):
         return _write_sized(buf, TAG_BYTES, PyByteArray_AS_STRING(value),
                             PyByteArray_GET_SIZE(value), path, "bytearray")
+    return _encode_buffer(buf, value, path)
+
+
+cdef int _encode_buffer(WriteBuffer buf, object value, PathNode* path) except -1:
+    cdef Py_buffer view
     try:
         PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
-    except BufferError:
-        return _refuse_value(path, "memoryview is not C-contiguous")
+    except (BufferError, ValueError) as exc:
+        # Not C-contiguous, or released.
+        return _refuse_value(path, f"memoryview cannot be read as bytes: {exc}")
     try:
         _write_sized(buf, TAG_BYTES, <const char*>view.buf, view.len, path, "memoryview")
     finally:
@@ -475,20 +518,27 @@ cdef inline object decode_bytes(Reader* rd, int depth):
     return PyBytes_FromStringAndSize(rd_raw(rd, n), n)
 
 
+cdef int _write_container(WriteBuffer buf, uint8_t tag, Py_ssize_t n, PathNode* path,
+                          int depth, str what) except -1:
+    # tag + u32 count of a list or map at this depth.
+    if depth >= MAX_NESTING_DEPTH:
+        return _refuse_too_deep(path)
+    if <uint64_t>n > U32_MAX:
+        return _refuse_too_long(path, what, n, U32_MAX)
+    buf.ensure(5)
+    buf._buf[buf._length] = <char>tag
+    kv_store_u32(buf._buf + buf._length + 1, <uint32_t>n)
+    buf._length += 5
+    return 0
+
+
 cdef int encode_list(WriteBuffer buf, object value, PathNode* path, int depth) except -1:
     # list, tuple and their subclasses. Nothing here runs user code, so the
     # sequence cannot change while it is walked.
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(value)
     cdef Py_ssize_t i
     cdef PathNode node
-    if depth >= MAX_NESTING_DEPTH:
-        return _refuse_too_deep(path)
-    if <uint64_t>n > U32_MAX:
-        return _refuse_too_long(path, "list", n, U32_MAX)
-    buf.ensure(5)
-    buf._buf[buf._length] = <char>TAG_LIST
-    kv_store_u32(buf._buf + buf._length + 1, <uint32_t>n)
-    buf._length += 5
+    _write_container(buf, TAG_LIST, n, path, depth, "list")
     node.parent = path
     node.key = NULL
     for i in range(n):
@@ -498,15 +548,9 @@ cdef int encode_list(WriteBuffer buf, object value, PathNode* path, int depth) e
 
 
 cdef object decode_list(Reader* rd, int depth):
-    cdef Py_ssize_t at = rd.pos - 1
-    cdef uint32_t n = rd_u32(rd)
+    cdef uint32_t n = _read_count(rd, TAG_LIST, depth)
     cdef uint32_t i
     cdef object item
-    if depth >= MAX_NESTING_DEPTH:
-        _bad_data(rd, at, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
-    # Each item takes a byte at least: a forged count cannot make us allocate.
-    if n > <uint64_t>(rd.length - rd.pos) // MIN_VALUE_BYTES:
-        _bad_data(rd, at, f"list of {n} items in {rd.length - rd.pos} bytes")
     cdef list result = PyList_New(n)
     for i in range(n):
         item = _decode(rd, depth + 1)
@@ -523,14 +567,7 @@ cdef int encode_dict(WriteBuffer buf, object value, PathNode* path, int depth) e
     cdef PyObject* item
     cdef const char* key_data
     cdef PathNode node
-    if depth >= MAX_NESTING_DEPTH:
-        return _refuse_too_deep(path)
-    if <uint64_t>n > U32_MAX:
-        return _refuse_too_long(path, "dict", n, U32_MAX)
-    buf.ensure(5)
-    buf._buf[buf._length] = <char>TAG_MAP
-    kv_store_u32(buf._buf + buf._length + 1, <uint32_t>n)
-    buf._length += 5
+    _write_container(buf, TAG_MAP, n, path, depth, "dict")
     node.parent = path
     node.index = -1
     while PyDict_Next(value, &pos, &key, &item):
@@ -554,21 +591,15 @@ cdef int encode_dict(WriteBuffer buf, object value, PathNode* path, int depth) e
 
 
 cdef object decode_dict(Reader* rd, int depth):
-    cdef Py_ssize_t at = rd.pos - 1
-    cdef uint32_t n = rd_u32(rd)
+    cdef uint32_t n = _read_count(rd, TAG_MAP, depth)
     cdef uint32_t i
-    cdef uint16_t key_length
+    cdef Py_ssize_t key_length
+    cdef const char* key_data
     cdef object key
-    cdef Py_ssize_t key_at
-    if depth >= MAX_NESTING_DEPTH:
-        _bad_data(rd, at, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
-    if n > <uint64_t>(rd.length - rd.pos) // MIN_MAP_ENTRY_BYTES:
-        _bad_data(rd, at, f"map of {n} entries in {rd.length - rd.pos} bytes")
     cdef dict result = {}
     for i in range(n):
-        key_at = rd.pos
-        key_length = rd_u16(rd)
-        key = _decode_utf8(rd, key_at, rd_raw(rd, key_length), key_length)
+        key_data = _read_utf8(rd, &key_length, True)
+        key = PyUnicode_DecodeUTF8(key_data, key_length, NULL)
         # A repeated key keeps its last value, as dict(pairs) does.
         result[key] = _decode(rd, depth + 1)
     return result
@@ -582,24 +613,24 @@ cdef int _encode(WriteBuffer buf, object value, PathNode* path, int depth) excep
     # Exact types first (one pointer compare each), bool before int; then the
     # subclasses, tested with type flags, never with isinstance (which could
     # call a user's __class__ property).
-    cdef type t = type(value)
+    cdef PyTypeObject* t = Py_TYPE(value)
     if value is None:
         return encode_null(buf, value, path, depth)
-    if t is bool:
+    if t is <PyTypeObject*>bool:
         return encode_bool(buf, value, path, depth)
-    if t is int:
+    if t is <PyTypeObject*>int:
         return encode_int(buf, value, path, depth)
-    if t is str:
+    if t is <PyTypeObject*>str:
         return encode_str(buf, value, path, depth)
-    if t is bytes:
+    if t is <PyTypeObject*>bytes:
         return encode_bytes(buf, value, path, depth)
-    if t is float:
+    if t is <PyTypeObject*>float:
         return encode_float(buf, value, path, depth)
-    if t is list or t is tuple:
+    if t is <PyTypeObject*>list or t is <PyTypeObject*>tuple:
         return encode_list(buf, value, path, depth)
-    if t is dict:
+    if t is <PyTypeObject*>dict:
         return encode_dict(buf, value, path, depth)
-    if t is Decimal:
+    if t is <PyTypeObject*>Decimal:
         return encode_decimal(buf, value, path, depth)
     if PyLong_Check(value):
         return encode_int(buf, value, path, depth)
@@ -613,7 +644,7 @@ cdef int _encode(WriteBuffer buf, object value, PathNode* path, int depth) excep
         return encode_list(buf, value, path, depth)
     if PyDict_Check(value):
         return encode_dict(buf, value, path, depth)
-    if PyType_IsSubtype(<PyTypeObject*>t, <PyTypeObject*>Decimal):
+    if PyType_IsSubtype(t, <PyTypeObject*>Decimal):
         return encode_decimal(buf, value, path, depth)
     return _refuse_type(path, value)
 
@@ -663,58 +694,37 @@ cdef Py_ssize_t skip_value(Reader* rd) except -1:
     cdef bint in_map[MAX_NESTING_DEPTH + 1]
     cdef int depth = 0
     cdef Py_ssize_t start = rd.pos
-    cdef Py_ssize_t at
+    cdef Py_ssize_t n
+    cdef uint32_t count
     cdef uint8_t tag
-    cdef uint8_t b
-    cdef uint16_t short_length
-    cdef uint32_t length
-    cdef const char* data
     pending[0] = 1
     in_map[0] = False
     while True:
         pending[depth] -= 1
         if in_map[depth]:
-            at = rd.pos
-            short_length = rd_u16(rd)
-            if not kv_utf8_valid(rd_raw(rd, short_length), short_length):
-                _bad_data(rd, at, "invalid UTF-8")
-        at = rd.pos
+            _read_utf8(rd, &n, True)
         tag = rd_u8(rd)
         if tag == TAG_INT or tag == TAG_FLOAT:
             rd_raw(rd, 8)
         elif tag == TAG_STRING:
-            length = rd_u32(rd)
-            if not kv_utf8_valid(rd_raw(rd, length), length):
-                _bad_data(rd, at + 1, "invalid UTF-8")
+            _read_utf8(rd, &n, False)
         elif tag == TAG_BYTES:
-            length = rd_u32(rd)
-            rd_raw(rd, length)
+            rd_raw(rd, rd_u32(rd))
         elif tag == TAG_NULL:
             pass
         elif tag == TAG_BOOL:
-            b = rd_u8(rd)
-            if b > 1:
-                _bad_data(rd, rd.pos - 1, f"bool byte 0x{b:02x} is neither 0 nor 1")
+            _read_bool(rd)
         elif tag == TAG_DECIMAL:
-            short_length = rd_u16(rd)
-            if not kv_decimal_text_valid(rd_raw(rd, short_length), short_length):
-                _bad_data(rd, at + 1, "invalid Decimal text")
+            _read_decimal_text(rd, &n)
         elif tag == TAG_LIST or tag == TAG_MAP:
-            length = rd_u32(rd)
-            if depth >= MAX_NESTING_DEPTH:
-                _bad_data(rd, at, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
-            if tag == TAG_LIST:
-                if length > <uint64_t>(rd.length - rd.pos) // MIN_VALUE_BYTES:
-                    _bad_data(rd, at, f"list of {length} items in {rd.length - rd.pos} bytes")
-            elif length > <uint64_t>(rd.length - rd.pos) // MIN_MAP_ENTRY_BYTES:
-                _bad_data(rd, at, f"map of {length} entries in {rd.length - rd.pos} bytes")
-            if length:
+            count = _read_count(rd, tag, depth)
+            if count:
                 depth += 1
-                pending[depth] = length
+                pending[depth] = count
                 in_map[depth] = tag == TAG_MAP
                 continue
         else:
-            _bad_data(rd, at, f"unknown value tag 0x{tag:02x}")
+            _bad_data(rd, rd.pos - 1, f"unknown value tag 0x{tag:02x}")
         while pending[depth] == 0:
             if depth == 0:
                 return rd.pos - start
