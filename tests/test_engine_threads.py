@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+import kvstore
 
 JOIN_TIMEOUT = 120.0
 
@@ -231,3 +232,28 @@ def test_expiry_while_threads_read_and_write(engine, clock):
         engine.purge_expired()
     assert len(engine) == 300
     assert engine.mget([f"persistent-1-{i}" for i in range(0, 5000, 50)]) == list(range(0, 5000, 50))
+
+
+def test_background_reclaimer_alongside_callers_then_stops(clock):
+    before = set(threading.enumerate())
+    engine = kvstore.Engine(clock=clock, reclaim_interval=0.001)
+    reclaimers = [t for t in set(threading.enumerate()) - before if t.name == "kvstore-reclaimer"]
+    assert reclaimers, "reclaim_interval started no reclaimer thread"
+
+    def writer(tid):
+        def run():
+            for i in range(3000):
+                engine.set(f"w{tid}-{i % 300}", i, ttl=0.125 * (1 + i % 3))
+                if i % 100 == 0:
+                    clock.tick(0.125)
+                    engine.set(f"keep-{tid}-{i}", i)
+        return run
+
+    run_threads(writer(0), writer(1), writer(2))
+    engine.stop_reclaimer()
+    for thread in reclaimers:
+        thread.join(JOIN_TIMEOUT)
+        assert not thread.is_alive(), "stop_reclaimer() did not end the reclaimer thread"
+    clock.tick(1)
+    assert len(engine) == 90
+    assert engine.get("keep-2-2900") == 2900

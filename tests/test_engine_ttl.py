@@ -351,6 +351,18 @@ def test_clock_jump_of_years(engine, clock):
     purge_until_expired_count(engine, 4)
 
 
+def test_clock_stepping_back_never_revives_an_expired_key(engine, clock):
+    engine.set("gone", 1, ttl=1)
+    engine.set("live", 1, ttl=10)
+    clock.tick(2)
+    assert engine.get("gone") is None
+    clock.tick(-1.5)
+    assert engine.get("gone") is None
+    assert engine.exists("gone") is False
+    assert len(engine) == 1
+    assert engine.ttl("live") == 8.0
+
+
 def test_keys_set_after_a_long_idle_period_expire_on_time(engine, clock):
     engine.set("old", 1, ttl=3600)
     clock.tick(30 * DAY)
