@@ -27,7 +27,7 @@ from cpython.tuple cimport PyTuple_Check
 from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove
 
 import decimal as _decimal_module
 
@@ -47,6 +47,10 @@ cdef extern from "Python.h":
     Py_ssize_t PySequence_Fast_GET_SIZE(object seq)
     PyObject* PySequence_Fast_GET_ITEM(object seq, Py_ssize_t i)
     void PyErr_Clear()
+    bint PyUnicode_IS_COMPACT_ASCII(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    void* PyUnicode_DATA(object text)
+    void Py_XDECREF(PyObject* o)
     PyObject* Py_None
     PyObject* Py_True
     PyObject* Py_False
@@ -81,6 +85,17 @@ cdef enum:
     MIN_MAP_ENTRY_BYTES = 3
 
 cdef uint64_t U32_MAX = 0xFFFFFFFF
+
+cdef enum:
+    # Decoded map keys: the same few keys come back again and again, so short
+    # ASCII ones are kept (msgspec does the same) and reused with their hash
+    # already computed. Direct-mapped; a collision replaces the slot.
+    KEY_CACHE_SLOTS = 512        # a power of two
+    KEY_CACHE_MAX_BYTES = 32
+
+# Owned references (or NULL), kept for the life of the process: at most
+# KEY_CACHE_SLOTS strs of KEY_CACHE_MAX_BYTES.
+cdef PyObject* _key_cache[KEY_CACHE_SLOTS]
 
 
 # ---------------------------------------------------------------------------
@@ -400,7 +415,7 @@ cdef inline int encode_int(WriteBuffer buf, object value, PathNode* path, int de
     cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow:
         return _refuse_value(
-            path, f"int needs {value.bit_length() + 1} bits with its sign, over the 64 stored")
+            path, f"int needs {int.bit_length(value) + 1} bits with its sign, over the 64 stored")
     buf.ensure(9)
     buf._buf[buf._length] = <char>TAG_INT
     kv_store_u64(buf._buf + buf._length + 1, <uint64_t>v)
@@ -563,20 +578,23 @@ cdef int encode_dict(WriteBuffer buf, object value, PathNode* path, int depth) e
     cdef Py_ssize_t n = len(<dict>value)
     cdef Py_ssize_t pos = 0
     cdef Py_ssize_t key_length
-    cdef PyObject* key
+    cdef PyObject* borrowed_key
     cdef PyObject* item
+    cdef object key
     cdef const char* key_data
     cdef PathNode node
     _write_container(buf, TAG_MAP, n, path, depth, "dict")
     node.parent = path
     node.index = -1
-    while PyDict_Next(value, &pos, &key, &item):
-        if not PyUnicode_Check(<object>key):
-            return _refuse_value(
-                path, f"dict keys must be str, not {type(<object>key).__name__}")
-        key_data = PyUnicode_AsUTF8AndSize(<object>key, &key_length)
+    while PyDict_Next(value, &pos, &borrowed_key, &item):
+        # Held, not borrowed: the path may be formatted (allocating, so maybe
+        # running a collector) while the key is still referenced from node.
+        key = <object>borrowed_key
+        node.key = borrowed_key
+        if not PyUnicode_Check(key):
+            return _refuse_value(path, f"dict keys must be str, not {type(key).__name__}")
+        key_data = PyUnicode_AsUTF8AndSize(key, &key_length)
         if key_data is NULL:
-            node.key = key
             return _refuse_surrogates(&node, "dict key")
         if key_length > U16_MAX:
             return _refuse_value(
@@ -585,9 +603,30 @@ cdef int encode_dict(WriteBuffer buf, object value, PathNode* path, int depth) e
         kv_store_u16(buf._buf + buf._length, <uint16_t>key_length)
         memcpy(buf._buf + buf._length + 2, key_data, <size_t>key_length)
         buf._length += 2 + key_length
-        node.key = key
         _encode(buf, <object>item, &node, depth + 1)
     return 0
+
+
+cdef object _decode_key(const char* data, Py_ssize_t n):
+    cdef uint32_t h = 2166136261u   # FNV-1a
+    cdef Py_ssize_t i
+    cdef PyObject* cached
+    if n > KEY_CACHE_MAX_BYTES:
+        return PyUnicode_DecodeUTF8(data, n, NULL)
+    for i in range(n):
+        h = (h ^ <uint8_t>data[i]) * 16777619u
+    h &= KEY_CACHE_SLOTS - 1
+    cached = _key_cache[h]
+    if (cached is not NULL and PyUnicode_GET_LENGTH(<object>cached) == n
+            and memcmp(PyUnicode_DATA(<object>cached), data, <size_t>n) == 0):
+        return <object>cached
+    key = PyUnicode_DecodeUTF8(data, n, NULL)
+    # Only ASCII keys go in, so a length match above is a byte-length match.
+    if PyUnicode_IS_COMPACT_ASCII(key):
+        Py_INCREF(key)
+        _key_cache[h] = <PyObject*>key
+        Py_XDECREF(cached)
+    return key
 
 
 cdef object decode_dict(Reader* rd, int depth):
@@ -599,7 +638,7 @@ cdef object decode_dict(Reader* rd, int depth):
     cdef dict result = {}
     for i in range(n):
         key_data = _read_utf8(rd, &key_length, True)
-        key = PyUnicode_DecodeUTF8(key_data, key_length, NULL)
+        key = _decode_key(key_data, key_length)
         # A repeated key keeps its last value, as dict(pairs) does.
         result[key] = _decode(rd, depth + 1)
     return result

@@ -377,6 +377,18 @@ def test_a_repeated_map_key_keeps_its_last_value():
     assert _codec.decode(data) == {"a": True}
 
 
+def test_map_keys_survive_the_decoded_key_cache():
+    # Far more keys than cache slots, ASCII and not, both sides of the
+    # cached-length limit, each decoded twice so later ones evict earlier.
+    keys = [f"k{i}" for i in range(3000)] + ["x" * 32, "y" * 33, "é", "ü" * 16, "", "\x00"]
+    value = {k: i for i, k in enumerate(keys)}
+    encoded = _codec.encode(value)
+    for _ in range(2):
+        decoded = _codec.decode(encoded)
+        assert list(decoded) == keys
+        assert list(decoded.values()) == list(range(len(keys)))
+
+
 @st.composite
 def mutated_encodings(draw):
     data = bytearray(_codec.encode(draw(values)))
@@ -563,3 +575,222 @@ def test_key_bytes_is_prefix_plus_utf8(key, prefix):
             _codec.key_bytes(key, prefix)
         return
     assert _codec.key_bytes(key, prefix) == prefix + raw
+
+
+# --- the cdef API, through a helper module compiled against _codec.pxd -------------------------
+#
+# WriteBuffer and the Reader helpers have no Python face; _engine and
+# _protocol cimport them. This small module does the same, so the tests reach
+# them exactly as those modules do.
+
+CDEF_API_PYX = r'''
+from libc.stdint cimport int64_t
+from kvstore._codec cimport (
+    WriteBuffer, Reader, KeyRef, rd_init, rd_u8, rd_u16, rd_u32, rd_u64, rd_i64, rd_raw,
+    encode_value, decode_value, skip_value, key_ref, key_release, encode_key,
+)
+
+def frame(int code, values):
+    cdef WriteBuffer buf = WriteBuffer.new()
+    cdef Py_ssize_t at = buf.start_frame(code)
+    for value in values:
+        encode_value(buf, value)
+    buf.end_frame(at)
+    return buf.to_bytes()
+
+def encode_each(values):
+    # One buffer for all; a value that fails must leave no bytes behind.
+    cdef WriteBuffer buf = WriteBuffer.new()
+    errors = []
+    for value in values:
+        try:
+            encode_value(buf, value)
+        except Exception as exc:
+            errors.append(type(exc).__name__)
+    return buf.to_bytes(), errors
+
+def writes():
+    cdef WriteBuffer buf = WriteBuffer.new()
+    buf.write_u8(0xAB)
+    buf.write_u16(0x0102)
+    buf.write_u32(0x03040506)
+    buf.write_u64(0x0708090A0B0C0D0E)
+    buf.write_i64(-2)
+    buf.write_raw(b"xyz", 3)
+    return buf.to_bytes()
+
+def consume_then_write(bytes data, Py_ssize_t n, bytes more):
+    cdef WriteBuffer buf = WriteBuffer.new()
+    buf.write_raw(data, len(data))
+    buf.consume(n)
+    buf.write_raw(more, len(more))
+    return buf.to_bytes()
+
+def clear_and_reset(bytes data):
+    cdef WriteBuffer buf = WriteBuffer.new()
+    buf.write_raw(data, len(data))
+    buf.clear()
+    buf.write_raw(b"a", 1)
+    after_clear = buf.to_bytes()
+    buf.write_raw(data, len(data))
+    buf.reset()
+    buf.write_raw(b"b", 1)
+    return after_clear, buf.to_bytes()
+
+def grow_refused(bytes data, Py_ssize_t extra):
+    cdef WriteBuffer buf = WriteBuffer.new()
+    buf.write_raw(data, len(data))
+    try:
+        buf.ensure(extra)
+    except MemoryError:
+        buf.write_raw(b"!", 1)
+        return buf.to_bytes()
+    raise AssertionError("ensure did not refuse")
+
+def read_fields(bytes data):
+    cdef Reader rd
+    rd_init(&rd, data, len(data))
+    fields = [rd_u8(&rd), rd_u16(&rd), rd_u32(&rd), rd_u64(&rd), rd_i64(&rd)]
+    fields.append(rd_raw(&rd, 3)[:3])
+    return fields, rd.pos
+
+def read_u32_at_end(bytes data):
+    cdef Reader rd
+    rd_init(&rd, data, len(data))
+    rd_raw(&rd, len(data) - 3)
+    return rd_u32(&rd)
+
+def decode_stream(bytes data):
+    # Back-to-back values in one Reader, the way a frame carries them.
+    cdef Reader rd
+    cdef Reader skipper
+    rd_init(&rd, data, len(data))
+    rd_init(&skipper, data, len(data))
+    out = []
+    while rd.pos < rd.length:
+        start = rd.pos
+        out.append(decode_value(&rd))
+        if skip_value(&skipper) != rd.pos - start or skipper.pos != rd.pos:
+            raise AssertionError("skip_value and decode_value disagree")
+    return out
+
+def key_roundtrip(bytes prefix, key):
+    cdef KeyRef ref
+    cdef WriteBuffer buf = WriteBuffer.new()
+    key_ref(&ref, prefix, len(prefix), key)
+    try:
+        joined = ref.ptr[:ref.length]
+        heap = ref.heap != NULL
+    finally:
+        key_release(&ref)
+    encode_key(buf, prefix, len(prefix), key)
+    return joined, heap, buf.to_bytes()
+'''
+
+
+@pytest.fixture(scope="module")
+def cdef_api(tmp_path_factory):
+    import importlib.util
+    import pathlib
+
+    from Cython.Build import cythonize
+    from setuptools import Extension
+    from setuptools.dist import Distribution
+
+    package_dir = pathlib.Path(_codec.__file__).parent
+    work = tmp_path_factory.mktemp("cdef_api")
+    source = work / "codec_cdef_api.pyx"
+    source.write_text(CDEF_API_PYX)
+    extension = Extension("codec_cdef_api", [str(source)], include_dirs=[str(package_dir)],
+                          extra_compile_args=["-O0"])
+    modules = cythonize([extension], include_path=[str(package_dir.parent)], quiet=True,
+                        compiler_directives={"language_level": 3})
+    dist = Distribution({"ext_modules": modules, "script_args": [
+        "build_ext", "--build-lib", str(work), "--build-temp", str(work / "tmp"), "-q"]})
+    dist.parse_command_line()
+    dist.run_commands()
+    (built,) = work.glob("codec_cdef_api*.so")
+    spec = importlib.util.spec_from_file_location("codec_cdef_api", built)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frame_length_is_back_patched(cdef_api):
+    data = cdef_api.frame(0x07, [42, "é"])
+    body = _codec.encode(42) + _codec.encode("é")
+    assert data == b"\x07" + u32(len(body)) + body
+    assert cdef_api.frame(0x01, []) == b"\x01" + u32(0)
+
+
+def test_frame_larger_than_the_inline_chunk(cdef_api):
+    values = [b"x" * 700, list(range(100))]
+    body = b"".join(_codec.encode(v) for v in values)
+    assert cdef_api.frame(0x02, values) == b"\x02" + u32(len(body)) + body
+
+
+def test_a_failed_encode_leaves_the_buffer_as_it_was(cdef_api):
+    big = b"y" * 2000
+    data, errors = cdef_api.encode_each(
+        [1, [2, "x" * 600, {3}], "two", {"a": big, "b": object()}, 2**64, [big, [set()]], None])
+    assert errors == ["UnsupportedValueError"] * 4
+    assert data == _codec.encode(1) + _codec.encode("two") + _codec.encode(None)
+
+
+def test_write_helpers_are_big_endian(cdef_api):
+    assert cdef_api.writes() == (b"\xab\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e"
+                                 + b"\xff" * 7 + b"\xfe" + b"xyz")
+
+
+@pytest.mark.parametrize(("n", "left"), [(0, b"abcdef"), (2, b"cdef"), (6, b""), (9, b""), (-1, b"abcdef")])
+def test_consume_drops_a_sent_prefix(cdef_api, n, left):
+    assert cdef_api.consume_then_write(b"abcdef", n, b"+") == left + b"+"
+
+
+def test_consume_in_a_grown_buffer(cdef_api):
+    data = bytes(range(256)) * 5
+    assert cdef_api.consume_then_write(data, 1000, b"end") == data[1000:] + b"end"
+
+
+def test_clear_and_reset_empty_the_buffer(cdef_api):
+    assert cdef_api.clear_and_reset(b"q" * 10) == (b"a", b"b")
+    assert cdef_api.clear_and_reset(b"q" * 5000) == (b"a", b"b")
+
+
+@pytest.mark.parametrize("size", [10, 5000])
+def test_an_impossible_growth_raises_memory_error_and_keeps_the_contents(cdef_api, size):
+    data = b"k" * size
+    assert cdef_api.grow_refused(data, 2**63 - 1) == data + b"!"
+
+
+def test_reader_helpers_are_big_endian_and_bounds_checked(cdef_api):
+    data = (b"\xab\x01\x02\x03\x04\x05\x06" + b"\x07\x08\x09\x0a\x0b\x0c\x0d\x0e"
+            + b"\xff" * 7 + b"\xfe" + b"xyz")
+    fields, pos = cdef_api.read_fields(data)
+    assert fields == [0xAB, 0x0102, 0x03040506, 0x0708090A0B0C0D0E, -2, b"xyz"]
+    assert pos == len(data)
+    for cut in range(len(data)):
+        with pytest.raises(ProtocolError, match="truncated"):
+            cdef_api.read_fields(data[:cut])
+    with pytest.raises(ProtocolError, match="4 bytes needed at offset 2, 3 left"):
+        cdef_api.read_u32_at_end(b"\x00\x00abc")
+
+
+@given(st.lists(values, max_size=5))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+def test_values_decode_back_to_back_from_one_reader(cdef_api, items):
+    data = b"".join(_codec.encode(v) for v in items)
+    decoded = cdef_api.decode_stream(data)
+    assert len(decoded) == len(items)
+    assert all(same_value(d, v) for d, v in zip(decoded, items))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "key", "heap"),
+    [(b"", "k", False), (b"ns:", "k", False), (b"ns:", "x" * 253, False),
+     (b"ns:", "x" * 254, True), (b"p" * 300, b"k", True)],
+    ids=["borrowed", "inline", "inline-full", "heap", "long-prefix"],
+)
+def test_key_ref_joins_inline_or_on_the_heap(cdef_api, prefix, key, heap):
+    raw = key.encode() if isinstance(key, str) else key
+    assert cdef_api.key_roundtrip(prefix, key) == (prefix + raw, heap, u16(len(prefix + raw)) + prefix + raw)
