@@ -5,7 +5,7 @@ are; the functions below expose the codec to tests, benchmarks and debugging.
 """
 
 from decimal import Decimal
-from typing import TypeAlias, Union
+from typing import TypeAlias, Union, final
 
 #: What decode() returns: every type the value model holds.
 Value: TypeAlias = Union[
@@ -22,6 +22,11 @@ Storable: TypeAlias = Union[
     memoryview,
 ]
 Buffer: TypeAlias = Union[bytes, bytearray, memoryview]
+
+@final
+class WriteBuffer:
+    """The growable output buffer of the codec and the protocol. It is used
+    from compiled code only (kvstore/_codec.pxd) and has no Python methods."""
 
 def encode(value: Storable) -> bytes:
     """The wire encoding of ``value``.

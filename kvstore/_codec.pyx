@@ -51,9 +51,6 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
     void* PyUnicode_DATA(object text)
     void Py_XDECREF(PyObject* o)
-    PyObject* Py_None
-    PyObject* Py_True
-    PyObject* Py_False
     const Py_ssize_t PY_SSIZE_T_MAX
 
 
@@ -79,9 +76,9 @@ cdef object InvalidKeyError = _errors.InvalidKeyError
 
 cdef enum:
     U16_MAX = 0xFFFF
-    # A tag byte plus the smallest payload: the least bytes one value can take.
+    # The least bytes one value takes (Null is its tag alone), and one map
+    # entry (u16 key length, empty key, Null): the bounds for forged counts.
     MIN_VALUE_BYTES = 1
-    # u16 key length plus the smallest value: the least bytes one map entry takes.
     MIN_MAP_ENTRY_BYTES = 3
 
 cdef uint64_t U32_MAX = 0xFFFFFFFF
