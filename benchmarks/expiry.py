@@ -1,0 +1,148 @@
+"""Reclaiming expired keys: total cost, and the longest single call meanwhile.
+
+MEMORY_KEYS keys get ttl = 1 s; then the clock passes their deadline and a
+driver makes calls until every entry is reclaimed:
+
+- ``purge``: ``purge_expired()`` back to back, as a server's expiry tick does
+  while ``expiry_backlog`` holds;
+- ``reads``: ``get()`` of one live key, each call taking its bounded step.
+
+The asv suite moves a fake clock, so the work is the same on every run;
+compare.py runs the same loop in real time. Nobody reads the expired keys
+and the loop never calls ``len()``/``info()`` before the backlog is gone,
+because those catch up on all pending expiry at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from benchmarks.common import MEMORY_KEYS, VALUE_BYTES, FakeClock, key, require_kvstore
+
+DRIVERS = ["purge", "reads"]
+TTL_S = 1.0
+LIVE_KEY = b"live-key-000000!"
+_FILL_CHUNK = 10_000
+_TIMEOUT_S = 120.0
+
+
+def fill_expiring(engine, n: int, ttl_s: float = TTL_S) -> None:
+    """n keys expiring in ttl_s, plus one key that never expires."""
+    value = b"v" * VALUE_BYTES
+    engine.set(LIVE_KEY, value)
+    for start in range(0, n, _FILL_CHUNK):
+        engine.mset([(key(i), value) for i in range(start, min(n, start + _FILL_CHUNK))], ttl=ttl_s)
+
+
+@dataclass
+class ReclaimResult:
+    seconds: float          # from the first driver call until done
+    done_at: float          # the clock's reading when done
+    longest_call_s: float   # the slowest single call the driver made
+    calls: int
+    memory_bytes: int       # engine memory_bytes once everything is reclaimed
+    keys_left: int
+
+
+def reclaim(engine, driver: str, deadline: float, clock: Callable[[], float]) -> ReclaimResult:
+    """Call the driver until the keys whose deadline has passed are reclaimed.
+
+    Done means: the clock is past the deadline, the last call left no backlog,
+    and info() (timed like every other call) finds only the live key.
+    """
+    if driver == "purge":
+        step = engine.purge_expired
+    elif driver == "reads":
+        def step(get=engine.get):
+            get(LIVE_KEY)
+    else:
+        raise ValueError(driver)
+    perf = time.perf_counter
+    started = perf()
+    give_up = started + _TIMEOUT_S
+    longest = 0.0
+    calls = 0
+    while True:
+        t0 = perf()
+        step()
+        t1 = perf()
+        calls += 1
+        if t1 - t0 > longest:
+            longest = t1 - t0
+        if not engine.expiry_backlog and clock() > deadline:
+            t0 = perf()
+            info = engine.info()
+            t1 = perf()
+            calls += 1
+            longest = max(longest, t1 - t0)
+            if info["keys"] <= 1:
+                break
+        if t1 > give_up:
+            raise RuntimeError(f"reclaim by {driver} not done after {_TIMEOUT_S}s")
+    return ReclaimResult(perf() - started, clock(), longest, calls, info["memory_bytes"],
+                         info["keys"] - 1)
+
+
+def reclaim_real_time(n: int, driver: str) -> tuple[float, ReclaimResult]:
+    """compare.py's version, on the real clock: (seconds from the last key's
+    deadline until everything was reclaimed, the full result)."""
+    engine = require_kvstore("Engine")()
+    fill_expiring(engine, n)
+    deadline = time.monotonic() + TTL_S  # every key was set before now
+    result = reclaim(engine, driver, deadline, time.monotonic)
+    return result.done_at - deadline, result
+
+
+def first_call_after_deadline(n: int, call: str) -> float:
+    """Seconds taken by the first get()/len()/info() once n keys have expired
+    and nothing has reclaimed them yet (fake clock)."""
+    clock = FakeClock()
+    engine = require_kvstore("Engine")(clock=clock)
+    fill_expiring(engine, n)
+    clock.tick(TTL_S * 2)
+    fn = {"get": lambda: engine.get(LIVE_KEY), "len": lambda: len(engine), "info": engine.info}[call]
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+class Reclaim:
+    """Reclaim MEMORY_KEYS expired keys; every sample starts from a fresh fill."""
+
+    params = [DRIVERS]
+    param_names = ["driver"]
+    number = 1
+    repeat = (1, 3, 60.0)
+    timeout = 600
+
+    def setup(self, driver):
+        self.clock = FakeClock()
+        self.engine = require_kvstore("Engine")(clock=self.clock)
+        fill_expiring(self.engine, MEMORY_KEYS)
+        self.deadline = self.clock() + TTL_S
+        self.clock.tick(TTL_S * 2)
+
+    def time_reclaim(self, driver):
+        reclaim(self.engine, driver, self.deadline, self.clock)
+
+    def track_longest_call_ms(self, driver):
+        return reclaim(self.engine, driver, self.deadline, self.clock).longest_call_s * 1e3
+
+    track_longest_call_ms.unit = "ms"
+
+
+class FirstCallAfterDeadline:
+    """A call that catches up on all pending expiry at once stalls its caller."""
+
+    params = [["get", "len", "info"]]
+    param_names = ["call"]
+    unit = "ms"
+    timeout = 300
+
+    def setup(self, call):
+        require_kvstore("Engine")
+
+    def track_ms(self, call):
+        return first_call_after_deadline(MEMORY_KEYS, call) * 1e3
