@@ -1,0 +1,313 @@
+"""AsyncClient: the Engine API over one pipelined asyncio connection.
+
+Concurrent calls share the connection. Each call writes its frame at once and
+appends ``(op, future)`` to a FIFO; replies come back in order, so
+``data_received`` hands the bytes to the compiled ReplyReader and resolves
+the futures from the front for as long as complete replies are buffered. No
+reader task, no per-call timer.
+
+- A cancelled call stays in the FIFO: its reply is still read and dropped, so
+  it never shifts the answers of later calls.
+- Timeout: one timer per connection fires when requests have been waiting
+  ``timeout`` seconds without a byte arriving (the asyncio form of the
+  sync client's per-read timeout). Then every waiting call fails with
+  KvTimeoutError and the connection is closed.
+- A lost connection, a timeout or a ProtocolError fail every waiting call and
+  close the connection; the next call opens a new one. Reads are sent again
+  once after a connection error, writes are not (see _commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any, Coroutine
+
+from kvstore._address import Address
+from kvstore._commands import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Commands, may_retry
+from kvstore._protocol import DEFAULT_MAX_PAYLOAD, MISSING, NEED_MORE, ReplyReader
+from kvstore.errors import KvConnectionError, KvError, KvTimeoutError, ProtocolError
+from kvstore.lock import AsyncLock
+
+__all__ = ["AsyncClient"]
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: the FIFO of waiting calls and the reply reader."""
+
+    def __init__(self, address: Address, timeout: float) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._reader = ReplyReader()
+        self._pending: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._progress_at = 0.0       # loop time of the last byte in, or of the first wait
+        self.failure: KvError | None = None   # set once the connection is unusable
+        self.closed = self._loop.create_future()
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio and uvloop both turn TCP_NODELAY on for TCP transports.
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        pending = self._pending
+        if not pending:
+            self._fail(ProtocolError(f"{self._address} sent bytes nobody asked for"))
+            return
+        self._progress_at = self._loop.time()
+        reader = self._reader
+        reader.feed(data)
+        while pending:
+            op, future = pending[0]
+            try:
+                result = reader.read(op)
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+            except KvError as exc:
+                # An error reply, consumed whole: the rest stays in step.
+                pending.popleft()
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            if result is NEED_MORE:
+                return
+            pending.popleft()
+            if not future.done():
+                future.set_result(result)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f": {exc}" if exc else " by the server"
+        self._transport = None
+        self._fail(KvConnectionError(f"connection to {self._address} closed{reason}"))
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def eof_received(self) -> bool:
+        return False   # close our side too; connection_lost follows
+
+    # -- requests ------------------------------------------------------------
+
+    def request(self, data: bytes, op: int) -> asyncio.Future:
+        """Write one frame; the future of its answer."""
+        if self.failure is not None:
+            raise self._unusable()
+        future = self._loop.create_future()
+        if not self._pending:
+            self._start_waiting()
+        self._pending.append((op, future))
+        self._transport.write(data)
+        return future
+
+    def request_frames(self, data: bytes, op: int, count: int) -> list[asyncio.Future]:
+        """Write ``count`` frames of ``op`` at once; a future per frame."""
+        if self.failure is not None:
+            raise self._unusable()
+        futures = [self._loop.create_future() for _ in range(count)]
+        if not self._pending:
+            self._start_waiting()
+        self._pending.extend((op, future) for future in futures)
+        self._transport.write(data)
+        return futures
+
+    def close(self, reason: str) -> None:
+        self._fail(KvConnectionError(f"{reason} ({self._address})"), abort=False)
+
+    def _unusable(self) -> KvConnectionError:
+        return KvConnectionError(f"connection to {self._address} is closed: {self.failure}")
+
+    def _start_waiting(self) -> None:
+        # Invariant: while calls wait, a timer is armed (or the connection failed).
+        self._progress_at = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._progress_at + self._timeout,
+                                             self._check_progress)
+
+    def _check_progress(self) -> None:
+        self._timer = None
+        if not self._pending or self.failure is not None:
+            return
+        deadline = self._progress_at + self._timeout
+        if self._loop.time() >= deadline:
+            self._fail(KvTimeoutError(
+                f"no reply from {self._address} within {self._timeout:g}s"))
+        else:
+            self._timer = self._loop.call_at(deadline, self._check_progress)
+
+    def _fail(self, exc: KvError, abort: bool = True) -> None:
+        """Make the connection unusable: every waiting call gets an error
+        (the first one ``exc`` itself; the others a timeout or a connection
+        error, so reads among them are retried after a mere connection
+        loss), and the transport goes."""
+        if self.failure is None:
+            self.failure = exc
+        pending, self._pending = self._pending, collections.deque()
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(exc)
+                kind = KvTimeoutError if isinstance(exc, KvTimeoutError) else KvConnectionError
+                exc = kind(f"connection to {self._address} dropped: {self.failure}")
+        if self._transport is not None:
+            if abort:
+                self._transport.abort()
+            else:
+                self._transport.close()
+
+
+class AsyncClient(Commands):
+    """An asyncio client with the Engine API: every method is a coroutine
+    (see kvstore._commands for the methods), plus ping(), info(), lock(),
+    close() and ``async with``. Many concurrent calls may share one client.
+    A bad argument raises as the method is called, before any await.
+
+    ``await AsyncClient.connect(url)`` connects at once; ``AsyncClient(url)``
+    on first use. Options as for :class:`kvstore.Client`.
+    """
+
+    __slots__ = ("_conn", "_connecting")
+    _lock_class = AsyncLock
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        super().__init__(url, timeout=timeout, connect_timeout=connect_timeout,
+                         max_payload=max_payload)
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Future | None = None
+
+    @classmethod
+    async def connect(cls, url: str, **options: Any) -> AsyncClient:
+        """An AsyncClient connected to ``url`` (``[kv://]host[:port][/namespace]``);
+        raises KvConnectionError when the server cannot be reached."""
+        client = cls(url, **options)
+        await client._connection()
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.failure is None
+
+    async def close(self) -> None:
+        """Close the connection (calls still waiting fail with
+        KvConnectionError); later calls raise KvConnectionError."""
+        conn = self._shutdown()
+        if conn is not None:
+            await conn.closed
+
+    def _shutdown(self) -> _Connection | None:
+        """close() without waiting for the transport to finish closing."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close("client closed")
+        return conn
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- I/O -------------------------------------------------------------
+
+    # _call and _call_frames take the request bytes out of the writer at once,
+    # when the method is called, not when the coroutine first runs: several
+    # calls made before any of them is awaited each send their own frames, and
+    # a coroutine that is never awaited sends nothing.
+
+    def _call(self, op: int, retry: bool, missing: Any = None) -> Coroutine[Any, Any, Any]:
+        return self._round_trip(self._writer.take(), op, retry, missing)
+
+    def _call_frames(self, op: int, retry: bool, count: int,
+                     combine: Any) -> Coroutine[Any, Any, Any]:
+        return self._round_trips(self._writer.take(), op, retry, count, combine)
+
+    async def _round_trip(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
+        conn = self._conn
+        if conn is None or conn.failure is not None:
+            conn = await self._connection()
+        try:
+            result = await conn.request(data, op)
+        except KvConnectionError as exc:
+            if not may_retry(retry, exc):
+                raise
+            result = await (await self._connection()).request(data, op)
+        return missing if result is MISSING else result
+
+    async def _round_trips(self, data: bytes, op: int, retry: bool, count: int,
+                           combine: Any) -> Any:
+        try:
+            results = await _answers((await self._connection()).request_frames(data, op, count))
+        except KvConnectionError as exc:
+            if not may_retry(retry, exc):
+                raise
+            results = await _answers((await self._connection()).request_frames(data, op, count))
+        return combine(results)
+
+    async def _connection(self) -> _Connection:
+        """The open connection, opened if needed; one connect at a time."""
+        conn = self._conn
+        if conn is not None and conn.failure is None:
+            return conn
+        if self._closed:
+            raise self._closed_error()
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+            self._connecting.add_done_callback(self._connected)
+        # shield: a caller cancelled while waiting does not abort the connect
+        # the other callers wait for.
+        return await asyncio.shield(self._connecting)
+
+    def _connected(self, connecting: asyncio.Future) -> None:
+        self._connecting = None
+        if connecting.cancelled() or connecting.exception() is not None:
+            return   # retrieved here, so it is never "unretrieved" if every caller left
+        conn = connecting.result()
+        if self._closed:
+            conn.close("client closed")
+        else:
+            self._conn = conn
+
+    async def _open(self) -> _Connection:
+        address = self.address
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(address, self.timeout),
+                                       address.host, address.port),
+                self.connect_timeout)
+        except asyncio.TimeoutError as exc:
+            raise KvTimeoutError(
+                f"connecting to {address} timed out after {self.connect_timeout:g}s") from exc
+        except OSError as exc:
+            raise KvConnectionError(
+                f"cannot connect to {address}: {exc.strerror or exc}") from exc
+        return conn
+
+
+async def _answers(futures: list[asyncio.Future]) -> list:
+    """The results of several frames in order. Every future is awaited even
+    after one failed (an exception nobody retrieves would be reported to the
+    loop), and a cancelled caller cancels the rest: their replies are still
+    read and dropped."""
+    results = []
+    first_error = None
+    try:
+        for future in futures:
+            try:
+                results.append(await future)
+            except KvError as exc:
+                first_error = first_error or exc
+    except asyncio.CancelledError:
+        for future in futures:
+            future.cancel()
+        raise
+    if first_error is not None:
+        raise first_error
+    return results

@@ -1,0 +1,231 @@
+"""Client: the Engine API over one blocking TCP connection.
+
+A call encodes its request (kvstore._commands), sends it with one
+``sendall`` and reads until the compiled ``ReplyReader`` has the whole reply.
+The socket has TCP_NODELAY, a connect timeout and a per-read timeout, both a
+few seconds by default, so no call hangs forever.
+
+The connection is opened on first use and again after it broke: any
+connection error, timeout, ProtocolError, or an exception such as
+KeyboardInterrupt in the middle of an exchange drops it, because what is left
+on the wire no longer matches the requests sent. Reads are then sent again
+once; writes are not (see _commands). A Client is not thread-safe: share a
+:class:`kvstore.Pool` between threads. After ``os.fork()`` the child drops the
+connections it inherited (without shutting them down, so the parent's keep
+working) and opens its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import weakref
+from typing import Any
+
+from kvstore._commands import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Commands, may_retry
+from kvstore._protocol import DEFAULT_MAX_PAYLOAD, MISSING, NEED_MORE, ReplyReader
+from kvstore.errors import KvConnectionError, KvError, KvTimeoutError, ProtocolError
+from kvstore.lock import Lock
+
+__all__ = ["Client"]
+
+# Below glibc's mmap threshold, so each recv's buffer is a cheap allocation.
+RECV_BYTES = 65536
+
+_PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+# Every Client with an open socket, for the fork handler below.
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+class Client(Commands):
+    """A blocking client with the Engine API (see kvstore._commands for the
+    methods), plus ping(), info(), lock(), close() and ``with``.
+
+    ``Client(url)`` connects on first use; ``Client.connect(url)`` at once.
+    ``timeout`` bounds each wait for the server, ``connect_timeout`` each
+    connect (seconds); ``max_payload`` is the server's frame limit, checked
+    before anything is sent.
+    """
+
+    __slots__ = ("_reader", "_sock", "__weakref__")
+    _lock_class = Lock
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        super().__init__(url, timeout=timeout, connect_timeout=connect_timeout,
+                         max_payload=max_payload)
+        self._reader: ReplyReader | None = None
+        self._sock: socket.socket | None = None
+
+    @classmethod
+    def connect(cls, url: str, **options: Any) -> Client:
+        """A Client connected to ``url`` (``[kv://]host[:port][/namespace]``);
+        raises KvConnectionError when the server cannot be reached."""
+        client = cls(url, **options)
+        client._open()
+        return client
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (one is opened on demand)."""
+        return self._sock is not None
+
+    def close(self) -> None:
+        """Close the connection; later calls raise KvConnectionError."""
+        self._closed = True
+        self._drop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- I/O -------------------------------------------------------------
+
+    def _call(self, op: int, retry: bool, missing: Any = None) -> Any:
+        result = self._request(op, retry, 1)
+        return missing if result is MISSING else result
+
+    def _call_frames(self, op: int, retry: bool, count: int, combine: Any) -> Any:
+        return combine(self._request(op, retry, count))
+
+    def _request(self, op: int, retry: bool, count: int) -> Any:
+        data = self._writer.take()
+        if not retry and self._sock is not None and self._peer_left():
+            self._drop()
+        try:
+            return self._exchange(data, op, count)
+        except KvConnectionError as exc:
+            if not may_retry(retry, exc):
+                raise
+            return self._exchange(data, op, count)
+
+    def _exchange(self, data: bytes, op: int, count: int) -> Any:
+        """Send ``data`` and read ``count`` replies to ``op``: the answer, or
+        the list of answers when count > 1."""
+        sock = self._sock or self._open()
+        try:
+            sock.sendall(data)
+            if count == 1:
+                return self._read(sock, op)
+            results = []
+            first_error = None
+            for _ in range(count):
+                # Every reply is read even after an error reply, so the
+                # connection stays in step; the first error is raised.
+                try:
+                    results.append(self._read(sock, op))
+                except ProtocolError:
+                    raise
+                except KvError as exc:
+                    first_error = first_error or exc
+            if first_error is not None:
+                raise first_error
+            return results
+        except OSError as exc:
+            self._drop()
+            raise self._connection_error(exc) from exc
+        except ProtocolError:
+            self._drop()
+            raise
+        except KvError:
+            # An error reply: consumed whole, the connection is in step.
+            raise
+        except BaseException:
+            # Interrupted half-way (KeyboardInterrupt, MemoryError): replies
+            # may still be on their way, so this connection cannot be reused.
+            self._drop()
+            raise
+
+    def _read(self, sock: socket.socket, op: int) -> Any:
+        reader = self._reader
+        result = reader.read(op)
+        while result is NEED_MORE:
+            chunk = sock.recv(RECV_BYTES)
+            if not chunk:
+                raise ConnectionResetError("the server closed the connection")
+            reader.feed(chunk)
+            result = reader.read(op)
+        return result
+
+    def _open(self) -> socket.socket:
+        if self._closed:
+            raise self._closed_error()
+        address = self.address
+        try:
+            sock = socket.create_connection((address.host, address.port),
+                                            timeout=self.connect_timeout)
+        except TimeoutError as exc:
+            raise KvTimeoutError(
+                f"connecting to {address} timed out after {self.connect_timeout:g}s") from exc
+        except OSError as exc:
+            raise KvConnectionError(f"cannot connect to {address}: {_reason(exc)}") from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _set_io_timeout(sock, self.timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._reader = ReplyReader()
+        _open_clients.add(self)
+        return sock
+
+    def _drop(self) -> None:
+        sock, self._sock, self._reader = self._sock, None, None
+        if sock is not None:
+            _open_clients.discard(self)
+            sock.close()
+
+    def _peer_left(self) -> bool:
+        """Whether the idle connection was closed by the server (or carries
+        bytes nobody asked for): then a write goes on a fresh one instead of
+        failing."""
+        try:
+            self._sock.recv(1, _PEEK_FLAGS)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _connection_error(self, exc: OSError) -> KvConnectionError:
+        if isinstance(exc, (TimeoutError, BlockingIOError)):
+            return KvTimeoutError(f"no reply from {self.address} within {self.timeout:g}s")
+        return KvConnectionError(f"connection to {self.address} failed: {_reason(exc)}")
+
+
+def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound every send and recv by ``seconds``. The kernel's SO_RCVTIMEO /
+    SO_SNDTIMEO (expiry: EAGAIN, a BlockingIOError) keep the socket
+    blocking, which spares the poll() CPython makes before each call on a
+    socket with a Python-level timeout."""
+    sock.settimeout(None)
+    whole = int(seconds)
+    # At least 1 µs: a zero timeval would mean "wait forever".
+    micros = max(int((seconds - whole) * 1_000_000), 0 if whole else 1)
+    timeval = struct.pack("@ll", whole, micros)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:
+        sock.settimeout(seconds)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _forget_inherited_connections() -> None:
+    # In a fork child: the sockets are shared with the parent. Closing our
+    # descriptors leaves the parent's connections alive (no shutdown()).
+    for client in list(_open_clients):
+        client._drop()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_connections)

@@ -1,0 +1,401 @@
+"""Client and AsyncClient beyond the shared contract: URLs, options, timeouts,
+what is refused before sending, retries after a dropped connection, error
+replies, protocol errors, cancellation and pipelining.
+
+Most tests run on both clients through the ``connect`` fixture (the
+AsyncClient driven by looputil.Blocking, on asyncio and uvloop); faults come
+from tests/faultproxy.py between the client and the real server, or from a
+tiny canned server when the server itself must misbehave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import threading
+
+import pytest
+
+import kvstore
+from kvstore._address import Address, parse_url
+from kvstore.errors import (
+    InvalidArgumentError,
+    KvConnectionError,
+    KvTimeoutError,
+    ProtocolError,
+    UnsupportedValueError,
+    ValueTooLargeError,
+    WrongTypeError,
+)
+from tests.conftest import free_port
+from tests.faultproxy import FaultProxy
+from tests.looputil import connect, loop  # noqa: F401  (fixtures)
+
+PING_FRAME = b"\x08\x00\x00\x00\x00"   # op PING, empty payload (docs/protocol.md)
+
+
+# ---------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("127.0.0.1:1234", ("127.0.0.1", 1234, "")),
+    ("kv://127.0.0.1:1234/ns", ("127.0.0.1", 1234, "ns")),
+    ("KV://cache.example", ("cache.example", 16380, "")),
+    ("localhost/ns", ("localhost", 16380, "ns")),
+    ("[::1]:7000/a/b", ("::1", 7000, "a/b")),
+    ("kv://[::1]", ("::1", 16380, "")),
+    ("host:1/", ("host", 1, "")),
+    ("host/ns:sub", ("host", 16380, "ns:sub")),
+    ("host:65535/\u00e9t\u00e9", ("host", 65535, "\u00e9t\u00e9")),
+])
+def test_url_parsing(url, expected):
+    assert parse_url(url) == Address(*expected)
+
+
+@pytest.mark.parametrize("url", [
+    "", ":1234", "host:", "host:0", "host:65536", "host:abc", "host:+1", "host:\u0661",
+    "::1", "[::1", "[::1]x", "[]:1", "redis://host", "kv://", "kv://kv://host",
+    123, None, b"host:1",
+], ids=repr)
+def test_bad_url_raises_invalid_argument(url):
+    with pytest.raises(InvalidArgumentError):
+        parse_url(url)
+    with pytest.raises(InvalidArgumentError):
+        kvstore.Client(url)
+    with pytest.raises(InvalidArgumentError):
+        kvstore.AsyncClient(url)
+
+
+def test_address_and_prefix():
+    address = parse_url("[::1]:7000/ns")
+    assert str(address) == "[::1]:7000"
+    assert address.prefix == b"ns:"
+    assert parse_url("h").prefix == b""
+    assert parse_url("h/\u00e9").prefix == "\u00e9:".encode()
+
+
+@pytest.mark.parametrize("option", ["timeout", "connect_timeout"])
+@pytest.mark.parametrize("value", [0, -1, None, "5", float("inf"), float("nan"), True], ids=repr)
+def test_timeouts_must_be_positive_and_finite(option, value):
+    for client_class in (kvstore.Client, kvstore.AsyncClient):
+        with pytest.raises(InvalidArgumentError):
+            client_class("127.0.0.1", **{option: value})
+
+
+# ---------------------------------------------------------------- both clients
+# (``connect`` opens a Client or an AsyncClient behind one blocking interface)
+
+
+@pytest.fixture
+def proxy(server):
+    with FaultProxy(server.host, server.port) as faulty:
+        yield faulty
+
+
+def test_connection_refused_names_the_address(connect):
+    port = free_port()
+    with pytest.raises(KvConnectionError, match=f"127.0.0.1:{port}"):
+        connect(f"127.0.0.1:{port}")
+
+
+def test_silent_server_raises_timeout_naming_the_address(connect):
+    # The kernel completes the handshake for the backlog; nobody ever reads.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        client = connect(f"127.0.0.1:{port}", timeout=0.2)
+        with pytest.raises(KvTimeoutError, match=f"127.0.0.1:{port}"):
+            client.get("k")
+
+
+def test_ping_and_context_manager(server, namespace):
+    with kvstore.Client.connect(server.url(namespace)) as client:
+        assert client.ping() is True
+        assert client.connected
+    assert not client.connected
+    with pytest.raises(KvConnectionError, match="closed"):
+        client.ping()
+
+
+def test_async_context_manager(server, namespace, loop):
+    async def scenario():
+        async with await kvstore.AsyncClient.connect(server.url(namespace)) as client:
+            assert await client.ping() is True
+        with pytest.raises(KvConnectionError, match="closed"):
+            await client.ping()
+
+    loop.run_until_complete(scenario())
+
+
+def test_client_connects_on_first_use(server, namespace):
+    client = kvstore.Client(server.url(namespace))
+    assert not client.connected
+    try:
+        assert client.exists("k") is False
+        assert client.connected
+    finally:
+        client.close()
+
+
+def test_oversize_value_is_refused_before_anything_is_sent(connect, proxy, namespace):
+    client = connect(proxy.url(namespace), max_payload=1024)
+    with pytest.raises(ValueTooLargeError):
+        client.set("k", b"x" * 2000)
+    with pytest.raises(ValueTooLargeError):
+        client.cas("k", None, "y" * 2000)
+    # Nothing went out: the first bytes the server ever saw are the PING.
+    assert client.ping() is True
+    assert bytes(proxy.to_server) == PING_FRAME
+    client.set("k", b"x" * 500)
+    assert client.get("k") == b"x" * 500
+
+
+def test_split_batch_with_a_bad_item_sends_nothing(connect, proxy, namespace):
+    client = connect(proxy.url(namespace))
+    batch = [(f"k{i}", i) for i in range(70_000)] + [("bad", {1})]
+    with pytest.raises(UnsupportedValueError):
+        client.mset(batch)
+    assert client.ping() is True
+    assert bytes(proxy.to_server) == PING_FRAME
+
+
+def test_batch_over_the_payload_limit_is_split_transparently(connect, server, namespace):
+    client = connect(server.url(namespace), max_payload=4096)
+    batch = {f"k{i}": "v" * 100 for i in range(200)}   # ~22 KB: several frames
+    client.mset(batch)
+    assert client.mget(list(batch)) == list(batch.values())
+    assert client.mdel(list(batch)) == 200
+
+
+def test_error_reply_keeps_the_connection(connect, proxy, namespace):
+    client = connect(proxy.url(namespace))
+    client.set("s", "text")
+    with pytest.raises(WrongTypeError):
+        client.incr("s")
+    assert client.get("s") == "text"
+    assert proxy.accepted == 1
+
+
+def test_read_is_retried_once_on_a_fresh_connection(connect, proxy, namespace):
+    client = connect(proxy.url(namespace))
+    client.set("k", "v")
+    proxy.drop_next_request()
+    assert client.get("k") == "v"
+    assert client.mget(["k", "missing"]) == ["v", None]
+    assert proxy.accepted == 2
+
+
+def test_read_is_retried_only_once(connect, proxy, namespace):
+    client = connect(proxy.url(namespace))
+    proxy.drop_next_request(times=2)
+    with pytest.raises(KvConnectionError, match=proxy.address):
+        client.exists("k")
+    assert proxy.accepted == 2
+    assert client.exists("k") is False
+
+
+def test_incr_whose_reply_was_lost_is_not_retried(connect, proxy, namespace):
+    client = connect(proxy.url(namespace))
+    client.set("n", 0)
+    proxy.drop_next_reply()
+    with pytest.raises(KvConnectionError):
+        client.incr("n")
+    # The server applied it once; a blind retry would have made it 2.
+    assert client.get("n") == 1
+
+
+def test_write_that_never_arrived_is_not_retried_either(connect, proxy, namespace):
+    client = connect(proxy.url(namespace))
+    client.set("n", 0)
+    proxy.drop_next_request()
+    with pytest.raises(KvConnectionError):
+        client.incr("n")
+    assert client.get("n") == 0
+    assert proxy.accepted == 2
+
+
+def test_write_after_the_server_closed_an_idle_connection_uses_a_fresh_one(
+        server, proxy, namespace):
+    client = kvstore.Client.connect(proxy.url(namespace))
+    try:
+        client.set("n", 0)
+        proxy.kill_all()
+        # Wait for the close to reach our socket (an event, not a sleep).
+        readable, _, _ = select.select([client._sock], [], [], 5)
+        assert readable
+        assert client.incr("n") == 1
+        assert proxy.accepted == 2
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------- misbehaving servers
+
+
+class CannedServer:
+    """Accepts connections and answers every chunk it receives with ``reply``."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                while conn.recv(65536):
+                    conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("reply", [b"\x7f\x00\x00\x00\x00", b"\x00\x00\x00\x00\x01\x63"],
+                         ids=["unknown-status", "bad-value-tag"])
+def test_unparsable_reply_raises_protocol_error_and_drops_the_connection(reply):
+    canned = CannedServer(reply)
+    client = kvstore.Client.connect(canned.address)
+    try:
+        with pytest.raises(ProtocolError):
+            client.get("k")
+        assert not client.connected
+    finally:
+        client.close()
+        canned.close()
+
+
+def test_async_unparsable_reply_raises_protocol_error_and_drops_the_connection(loop):
+    canned = CannedServer(b"\x7f\x00\x00\x00\x00")
+
+    async def scenario():
+        client = await kvstore.AsyncClient.connect(canned.address)
+        with pytest.raises(ProtocolError):
+            await client.get("k")
+        assert not client.connected
+        await client.close()
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        canned.close()
+
+
+# ---------------------------------------------------------------- AsyncClient
+
+
+def test_concurrent_calls_on_one_async_client_each_get_their_answer(proxy, namespace, loop):
+    async def scenario():
+        client = await kvstore.AsyncClient.connect(proxy.url(namespace))
+        await client.mset({f"k{i}": i for i in range(200)})
+        proxy.hold_replies()      # every request below is in flight at once
+        calls = [asyncio.ensure_future(client.get(f"k{i}")) for i in range(200)]
+        calls.append(asyncio.ensure_future(client.mget(["k1", "k2"])))
+        calls.append(asyncio.ensure_future(client.incr("k3")))
+        await asyncio.sleep(0)
+        proxy.release_replies()
+        results = await asyncio.gather(*calls)
+        assert results == list(range(200)) + [[1, 2], 4]
+        assert proxy.accepted == 1
+        await client.close()
+
+    loop.run_until_complete(scenario())
+
+
+def test_cancelled_call_does_not_shift_later_answers(proxy, namespace, loop):
+    async def scenario():
+        client = await kvstore.AsyncClient.connect(proxy.url(namespace))
+        await client.mset({"a": "A", "b": "B"})
+        proxy.hold_replies()
+        first = asyncio.ensure_future(client.get("a"))
+        await asyncio.sleep(0)        # one step: the request is written
+        first.cancel()
+        second = asyncio.ensure_future(client.get("b"))
+        await asyncio.sleep(0)
+        proxy.release_replies()
+        assert await second == "B"
+        assert first.cancelled()
+        assert await client.get("a") == "A"
+        assert proxy.accepted == 1
+        await client.close()
+
+    loop.run_until_complete(scenario())
+
+
+def test_cancelled_batch_does_not_shift_later_answers(proxy, namespace, loop):
+    async def scenario():
+        client = await kvstore.AsyncClient.connect(proxy.url(namespace))
+        keys = [f"k{i}" for i in range(70_000)]
+        await client.mset(dict.fromkeys(keys, 1))
+        proxy.hold_replies()
+        batch = asyncio.ensure_future(client.mget(keys))
+        await asyncio.sleep(0)
+        batch.cancel()
+        after = asyncio.ensure_future(client.get("k0"))
+        await asyncio.sleep(0)
+        proxy.release_replies()
+        assert await after == 1
+        assert batch.cancelled()
+        await client.flush()
+        await client.close()
+
+    loop.run_until_complete(scenario())
+
+
+def test_async_timeout_fails_waiting_calls_and_reconnects(proxy, namespace, loop):
+    async def scenario():
+        client = await kvstore.AsyncClient.connect(proxy.url(namespace), timeout=0.2)
+        await client.set("k", 1)
+        proxy.hold_replies()
+        calls = [asyncio.ensure_future(client.get("k")) for _ in range(3)]
+        for call in calls:
+            with pytest.raises(KvTimeoutError, match=proxy.address):
+                await call
+        proxy.release_replies()
+        assert await client.get("k") == 1
+        assert proxy.accepted == 2
+        await client.close()
+
+    loop.run_until_complete(scenario())
+
+
+def test_async_connection_lost_fails_every_waiting_call(proxy, namespace, loop):
+    async def scenario():
+        client = await kvstore.AsyncClient.connect(proxy.url(namespace))
+        await client.set("n", 0)
+        proxy.hold_replies()
+        writes = [asyncio.ensure_future(client.incr("n")) for _ in range(3)]
+        read = asyncio.ensure_future(client.get("n"))
+        await asyncio.sleep(0)
+        proxy.kill_all()
+        proxy.release_replies()
+        for write in writes:
+            with pytest.raises(KvConnectionError):
+                await write
+        # The read was sent again on a fresh connection; the incrs were not.
+        assert await read in (0, 1, 2, 3)
+        assert 0 <= await client.get("n") <= 3
+        await client.close()
+
+    loop.run_until_complete(scenario())
+
+
+def test_coroutine_never_awaited_sends_nothing_and_shifts_nothing(server, namespace, loop):
+    async def scenario():
+        client = await kvstore.AsyncClient.connect(server.url(namespace))
+        await client.set("a", "A")
+        orphan = client.get("a")        # created, never awaited
+        orphan.close()
+        calls = [client.get("missing"), client.incr("n"), client.get("a")]
+        assert await asyncio.gather(*calls) == [None, 1, "A"]
+        await client.flush()
+        await client.close()
+
+    loop.run_until_complete(scenario())
