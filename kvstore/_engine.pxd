@@ -41,7 +41,8 @@ cdef class Core:
     cdef bint clock_fresh        # now_ms was read during the current call
     cdef bint backlog            # the wheel stopped short of now on its last step
     cdef uint64_t seed0, seed1   # SipHash key, random per Core
-    cdef size_t memory_bytes     # every byte this Core holds from malloc
+    cdef Slab slab               # where entries live (_core/slab.h)
+    cdef size_t memory_bytes     # every byte this Core holds: slab pages, slot arrays
     cdef uint64_t hits, misses, expired, evicted_by_flush
     cdef uint32_t write_version  # bumped by every write; stamped on the entry written
     cdef object reclaimer        # background reclaim thread, or None
@@ -82,7 +83,7 @@ cdef class Core:
     # many were reclaimed, and sets *more when expired work is left.
     cdef Py_ssize_t reclaim(self, int64_t budget_us, bint* more) except -1
     cdef dict info(self)
-    # Reclaim everything due now, however long it takes (len() and info()).
+    # Reclaim everything due now, however long it takes (len(), which must be exact).
     cdef int catch_up(self) except -1
 
     # The clock for this call, read on first use (an engine without ttls never reads it).

@@ -87,6 +87,7 @@ cdef class Core:
         self.seed1 = int.from_bytes(seed[8:], "little")
         self.clock = clock
         self.memory_bytes = 0
+        slab_init(&self.slab, &self.memory_bytes)
         self.migrating = False
         self.old_table.slots = NULL
         self.old_table.mask = 0
@@ -226,9 +227,9 @@ cdef class Core:
                 entry_ttl(old).deadline_ms = self.now() + ttl_ms
                 whl_link(&self.wheel, old)
             return 1
-        e = entry_new(&self.memory_bytes, 0, key, key_length, value, value_length, has_ttl)
+        e = entry_new(&self.slab, 0, key, key_length, value, value_length, has_ttl)
         if e == NULL or not pointer_fits_slot(e):
-            entry_free(&self.memory_bytes, e)
+            entry_free(&self.slab, e)
             raise MemoryError()
         e.version = self.write_version
         if has_ttl:
@@ -240,7 +241,7 @@ cdef class Core:
             table.slots[index] = make_slot(e, slot_dist(table.slots[index]))
             if old.flags & ENTRY_HAS_TTL:
                 whl_unlink(&self.wheel, old)
-            entry_free(&self.memory_bytes, old)
+            entry_free(&self.slab, old)
             return 1
         e.hash = <uint32_t>kv_siphash13(self.seed0, self.seed1, key, key_length)
         self._insert(e)
@@ -262,7 +263,7 @@ cdef class Core:
                     if self.table.count + 1 >= capacity:
                         if e.flags & ENTRY_HAS_TTL:
                             whl_unlink(&self.wheel, e)
-                        entry_free(&self.memory_bytes, e)
+                        entry_free(&self.slab, e)
                         raise
                     # A fuller table still works; try to grow again next time.
         homeless = tbl_place(&self.table, e)
@@ -338,10 +339,10 @@ cdef class Core:
 
     cdef void _drop(self, Table* table, Py_ssize_t index) noexcept:
         cdef Entry* e = slot_entry(table.slots[index])
-        tbl_delete_at(table, <size_t>index)
+        tbl_delete_at(table, <size_t>index, self.migrate_pos if table == &self.old_table else 0)
         if e.flags & ENTRY_HAS_TTL:
             whl_unlink(&self.wheel, e)
-        entry_free(&self.memory_bytes, e)
+        entry_free(&self.slab, e)
 
     cdef void _reclaim(self, Entry* e) noexcept:
         """Remove an entry the wheel found due."""
@@ -385,7 +386,6 @@ cdef class Core:
         if prefix_length == 0:
             removed = self.count(NULL, 0)
             self._free_all()
-            kv_trim()
             return removed
         tables[0] = &self.table
         floors[0] = 0
@@ -414,14 +414,18 @@ cdef class Core:
         cdef Table* tables[2]
         cdef size_t i
         cdef int which
+        cdef size_t floors[2]
         tables[0] = &self.table
+        floors[0] = 0
         tables[1] = &self.old_table
+        floors[1] = self.migrate_pos
         for which in range(2):
-            if tables[which].slots == NULL:
+            if tables[which].slots == NULL or tables[which].count == 0:
                 continue
-            for i in range(tables[which].mask + 1):
+            for i in range(floors[which], tables[which].mask + 1):
                 if tables[which].slots[i] != 0:
-                    entry_free(&self.memory_bytes, slot_entry(tables[which].slots[i]))
+                    entry_free(&self.slab, slot_entry(tables[which].slots[i]))
+        slab_release_spares(&self.slab)
         tbl_release(&self.old_table, &self.memory_bytes)
         self.migrating = False
         self.migrate_pos = 0
@@ -472,6 +476,8 @@ cdef class Core:
                 tbl_release(old, &self.memory_bytes)
                 self.migrating = False
                 self.migrate_pos = 0
+        if self.migrating:
+            tbl_release_below(old, &self.memory_bytes, self.migrate_pos)
 
     cdef int _rebuild(self, Entry* homeless) except -1:
         """Move everything into a table twice as big, at once. Only reached when
@@ -485,14 +491,14 @@ cdef class Core:
         if tbl_init(&fresh, &self.memory_bytes, (self.table.mask + 1) * 2) < 0:
             if homeless.flags & ENTRY_HAS_TTL:
                 whl_unlink(&self.wheel, homeless)
-            entry_free(&self.memory_bytes, homeless)
+            entry_free(&self.slab, homeless)
             raise MemoryError()
         tables[0] = &self.table
         tables[1] = &self.old_table
         for which in range(2):
             if tables[which].slots == NULL:
                 continue
-            for i in range(tables[which].mask + 1):
+            for i in range(0 if which == 0 else self.migrate_pos, tables[which].mask + 1):
                 if tables[which].slots[i] != 0:
                     e = tbl_place(&fresh, slot_entry(tables[which].slots[i]))
                     # A doubled table cannot overflow again in practice.
@@ -529,8 +535,6 @@ cdef class Core:
                 break
         self.backlog = not done
         more[0] = self.backlog or self.migrating
-        if self.expired != expired_before and self.wheel.count == 0:
-            kv_trim()
         return <Py_ssize_t>(self.expired - expired_before)
 
     # ----------------------------------------------------------- counting
@@ -565,10 +569,13 @@ cdef class Core:
         return live
 
     cdef dict info(self):
-        self.catch_up()
+        # Bounded like every call: "keys" counts the entries held, expired ones
+        # not yet reclaimed included (as Redis's INFO keyspace does); len() is
+        # the exact live count.
         cdef size_t keys = self.table.count + self.old_table.count
         return {
             "keys": keys,
+            "expiry_backlog": bool(self.backlog),
             "memory_bytes": self.memory_bytes,
             "hits": self.hits,
             "misses": self.misses,
@@ -611,6 +618,7 @@ cdef class Core:
         cdef Entry* link
         cdef Entry** expected_pprev
         cdef uint32_t dist
+        cdef int64_t deadline
         tables[0] = &self.table
         floors[0] = 0
         tables[1] = &self.old_table
@@ -618,12 +626,10 @@ cdef class Core:
         for which in range(2 if self.migrating else 1):
             mask = tables[which].mask
             counted = 0
-            for i in range(mask + 1):
+            for i in range(floors[which], mask + 1):
                 slot = tables[which].slots[i]
                 if slot == 0:
                     continue
-                if i < floors[which]:
-                    raise AssertionError(f"old table slot {i} below the migration cursor is occupied")
                 counted += 1
                 e = slot_entry(slot)
                 home = e.hash & mask
@@ -656,8 +662,19 @@ cdef class Core:
                         raise AssertionError("wheel links an entry without a ttl")
                     if entry_ttl(link).pprev != expected_pprev:
                         raise AssertionError("wheel back-link broken")
-                    if level > 0 and slot_index <= whl_digit(self.wheel.cursor_ms, level):
-                        raise AssertionError(f"wheel level {level} slot {slot_index} is at or behind the cursor")
+                    deadline = entry_ttl(link).deadline_ms
+                    if deadline < self.wheel.cursor_ms:
+                        # Overdue: only the level-0 slot the cursor is on may hold it.
+                        if level != 0 or slot_index != whl_digit(self.wheel.cursor_ms, 0):
+                            raise AssertionError(f"overdue entry filed at level {level} slot {slot_index}")
+                    elif (whl_digit(deadline, level) != slot_index
+                            or (deadline >> (WHEEL_SLOT_BITS * (level + 1)))
+                            != (self.wheel.cursor_ms >> (WHEEL_SLOT_BITS * (level + 1)))):
+                        raise AssertionError(f"entry filed at level {level} slot {slot_index} "
+                                             f"does not match its deadline {deadline}")
+                    elif slot_index < whl_digit(self.wheel.cursor_ms, level):
+                        # (== is a cascade the budget interrupted, resumed next call)
+                        raise AssertionError(f"wheel level {level} slot {slot_index} is behind the cursor")
                     if tbl_find_entry(&self.table, link, 0) < 0 and (
                             not self.migrating or tbl_find_entry(&self.old_table, link, self.migrate_pos) < 0):
                         raise AssertionError("wheel links an entry the table does not hold")
@@ -1010,7 +1027,9 @@ cdef class KeySpace:
         return bool(self._core.backlog or self._core.migrating)
 
     def info(self):
-        """Figures about the engine: keys, memory_bytes, hits, misses, expired, ..."""
+        """Figures about the engine: keys (entries held, including expired ones
+        not reclaimed yet: len() is the exact live count), memory_bytes, hits,
+        misses, expired (reclaimed so far), keys_with_ttl, capacity, ..."""
         self._core.begin()
         result = self._core.info()
         if self._prefix:

@@ -28,11 +28,6 @@ static inline size_t kv_chunk_size(size_t n) {
     return chunk < 32 ? 32 : chunk;
 }
 
-/* Give freed memory back to the OS after a large purge or flush. */
-static inline void kv_trim(void) {
-    malloc_trim(0);
-}
-
 /* Signed 64-bit arithmetic that reports overflow instead of wrapping. */
 static inline int kv_add_overflow(int64_t a, int64_t b, int64_t *r) {
     return __builtin_add_overflow(a, b, r);

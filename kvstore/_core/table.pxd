@@ -6,11 +6,22 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 cdef extern from "_core/siphash.h":
     uint64_t kv_siphash13(uint64_t k0, uint64_t k1, const char* data, size_t length) nogil
 
+cdef extern from "_core/slab.h":
+    ctypedef struct Slab:
+        pass
+    size_t SLAB_PAGE_BYTES
+    void slab_init(Slab* slab, size_t* used_bytes) nogil
+    void* slab_alloc(Slab* slab, size_t bytes) nogil
+    void slab_free(Slab* slab, void* p, size_t bytes) nogil
+    void slab_release_spares(Slab* slab) nogil
+    void* kv_map(size_t bytes) nogil
+    void kv_unmap(void* p, size_t bytes) nogil
+    size_t kv_page_round(size_t bytes) nogil
+
 cdef extern from "_core/sysutil.h":
     int KVSTORE_DEBUG
     int64_t kv_monotonic_us() nogil
     size_t kv_chunk_size(size_t n) nogil
-    void kv_trim() nogil
     int kv_ctz64(uint64_t v) nogil
     int kv_clz64(uint64_t v) nogil
     bint kv_add_overflow(int64_t a, int64_t b, int64_t* r) nogil
@@ -45,3 +56,4 @@ ctypedef struct Table:
     uint64_t* slots
     size_t mask              # capacity - 1; capacity is a power of two
     size_t count             # entries in this table (expired ones included until reclaimed)
+    size_t released          # leading slots already given back to the OS (a draining old table)

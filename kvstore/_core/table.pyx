@@ -26,9 +26,9 @@
 # shifts entries at or above the deleted slot, which keeps that true.
 #
 # Cost per key (16-byte key, 32-byte bytes value, 64-bit Linux): the entry is
-# 16 + 16 + 37 = 69 bytes, an 80-byte malloc block; the slot is 8 bytes at a
+# 16 + 16 + 37 = 69 bytes, a 72-byte slab object; the slot is 8 bytes at a
 # load between 3/8 and 3/4, i.e. 11-21 bytes per key. A ttl adds 24 bytes to
-# the entry (a 112-byte block).
+# the entry.
 
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, malloc
@@ -36,20 +36,37 @@ from libc.string cimport memcmp, memcpy
 
 
 # ---------------------------------------------------------------- allocation
-# Every byte the engine holds goes through these two, so memory_bytes is a sum
-# of what the allocator really handed out (Redis's zmalloc).
+# Every byte the engine holds is counted in one place, so memory_bytes is a
+# sum and not a guess (Redis's zmalloc). Entries come from the slab
+# (slab.h); slot arrays from malloc when small and straight from mmap when
+# large, so neither ever waits on the malloc heap's housekeeping.
 
-cdef inline void* mem_alloc(size_t* used, size_t size, bint zeroed) noexcept nogil:
-    cdef void* p = calloc(1, size) if zeroed else malloc(size)
+cdef enum:
+    SLOTS_MMAP_BYTES = 65536
+    SLOTS_RELEASE_BYTES = 65536
+
+
+cdef void* slots_alloc(size_t* used, size_t bytes) noexcept nogil:
+    cdef void* p
+    if bytes >= SLOTS_MMAP_BYTES:
+        p = kv_map(bytes)
+        if p != NULL:
+            used[0] += kv_page_round(bytes)
+        return p
+    p = calloc(1, bytes)
     if p != NULL:
-        used[0] += kv_chunk_size(size)
+        used[0] += kv_chunk_size(bytes)
     return p
 
 
-cdef inline void mem_free(size_t* used, void* p, size_t size) noexcept nogil:
-    """Free p, which was allocated with `size` bytes."""
-    if p != NULL:
-        used[0] -= kv_chunk_size(size)
+cdef void slots_free(size_t* used, void* p, size_t bytes) noexcept nogil:
+    if p == NULL:
+        return
+    if bytes >= SLOTS_MMAP_BYTES:
+        used[0] -= kv_page_round(bytes)
+        kv_unmap(p, bytes)
+    else:
+        used[0] -= kv_chunk_size(bytes)
         free(p)
 
 
@@ -76,23 +93,23 @@ cdef inline size_t entry_size(Entry* e) noexcept nogil:
     return size
 
 
-cdef inline void entry_free(size_t* used, Entry* e) noexcept nogil:
+cdef inline void entry_free(Slab* slab, Entry* e) noexcept nogil:
     if e != NULL:
-        mem_free(used, e, entry_size(e))
+        slab_free(slab, e, entry_size(e))
 
 
 cdef inline bint entry_expired(Entry* e, int64_t now_ms) noexcept nogil:
     return (e.flags & ENTRY_HAS_TTL) != 0 and entry_ttl(e).deadline_ms <= now_ms
 
 
-cdef Entry* entry_new(size_t* used, uint32_t hash, const char* key, Py_ssize_t key_length,
+cdef Entry* entry_new(Slab* slab, uint32_t hash, const char* key, Py_ssize_t key_length,
                       const char* value, Py_ssize_t value_length, bint has_ttl) noexcept nogil:
     """A new entry holding copies of key and value, or NULL when out of memory.
     Its TtlBlock (if any) is left for the caller to fill and link."""
     cdef size_t size = sizeof(Entry) + <size_t>key_length + <size_t>value_length
     if has_ttl:
         size += sizeof(TtlBlock)
-    cdef Entry* e = <Entry*>mem_alloc(used, size, False)
+    cdef Entry* e = <Entry*>slab_alloc(slab, size)
     if e == NULL:
         return NULL
     e.hash = hash
@@ -142,20 +159,44 @@ cdef inline bint pointer_fits_slot(void* p) noexcept nogil:
 
 cdef int tbl_init(Table* t, size_t* used, size_t capacity) noexcept nogil:
     """Give t an empty slot array of `capacity` (a power of two); -1 when out of memory."""
-    cdef uint64_t* slots = <uint64_t*>mem_alloc(used, capacity * sizeof(uint64_t), True)
+    cdef uint64_t* slots = <uint64_t*>slots_alloc(used, capacity * sizeof(uint64_t))
     if slots == NULL:
         return -1
     t.slots = slots
     t.mask = capacity - 1
     t.count = 0
+    t.released = 0
     return 0
 
 
 cdef void tbl_release(Table* t, size_t* used) noexcept nogil:
-    mem_free(used, t.slots, (t.mask + 1) * sizeof(uint64_t))
+    cdef size_t bytes = (t.mask + 1) * sizeof(uint64_t)
+    cdef size_t gone = t.released * sizeof(uint64_t)
+    if t.slots != NULL and gone:
+        kv_unmap(<char*>t.slots + gone, bytes - gone)
+        used[0] -= kv_page_round(bytes) - gone
+    else:
+        slots_free(used, t.slots, bytes)
     t.slots = NULL
     t.mask = 0
     t.count = 0
+    t.released = 0
+
+
+cdef void tbl_release_below(Table* t, size_t* used, size_t below) noexcept nogil:
+    """Give back the pages of a draining table that hold only slots < below
+    (never read again), so a big resize returns memory as it goes instead of
+    in one large munmap at the end. Only mmap'd slot arrays do this."""
+    cdef size_t bytes = (t.mask + 1) * sizeof(uint64_t)
+    cdef size_t upto
+    if bytes < SLOTS_MMAP_BYTES:
+        return
+    upto = (below * sizeof(uint64_t)) & ~(<size_t>SLOTS_RELEASE_BYTES - 1)
+    if upto >= t.released * sizeof(uint64_t) + SLOTS_RELEASE_BYTES:
+        kv_unmap(<char*>t.slots + t.released * sizeof(uint64_t),
+                 upto - t.released * sizeof(uint64_t))
+        used[0] -= upto - t.released * sizeof(uint64_t)
+        t.released = upto // sizeof(uint64_t)
 
 
 cdef inline Py_ssize_t tbl_find(Table* t, uint32_t hash, const char* key, Py_ssize_t key_length,
@@ -184,6 +225,8 @@ cdef inline Py_ssize_t tbl_find(Table* t, uint32_t hash, const char* key, Py_ssi
                 return <Py_ssize_t>i
         dist += 1
         i = (i + 1) & mask
+        if i < floor:
+            return -1       # wrapped into the migrated (possibly unmapped) part
 
 
 cdef Py_ssize_t tbl_find_entry(Table* t, Entry* target, size_t floor) noexcept nogil:
@@ -205,6 +248,8 @@ cdef Py_ssize_t tbl_find_entry(Table* t, Entry* target, size_t floor) noexcept n
             return <Py_ssize_t>i
         dist += 1
         i = (i + 1) & mask
+        if i < floor:
+            return -1
 
 
 cdef Entry* tbl_place(Table* t, Entry* e) noexcept nogil:
@@ -232,13 +277,16 @@ cdef Entry* tbl_place(Table* t, Entry* e) noexcept nogil:
         i = (i + 1) & mask
 
 
-cdef void tbl_delete_at(Table* t, size_t i) noexcept nogil:
-    """Empty slot i and shift the run after it back by one (no tombstones)."""
+cdef void tbl_delete_at(Table* t, size_t i, size_t floor) noexcept nogil:
+    """Empty slot i and shift the run after it back by one (no tombstones).
+    Slots below floor are migrated away and count as empty."""
     cdef size_t mask = t.mask
     cdef size_t j
     cdef uint64_t slot
     while True:
         j = (i + 1) & mask
+        if j < floor:
+            break
         slot = t.slots[j]
         if slot == 0 or slot_dist(slot) == 0:
             break

@@ -20,7 +20,9 @@
 #
 # Work is bounded per call: whl_advance() stops after `budget` entries
 # (reclaimed or re-filed) and resumes where it stopped on the next call; a
-# half-cascaded slot simply stays the cursor's current slot. Each entry is
+# half-cascaded slot simply stays the cursor's current slot. While the cursor
+# lags behind the clock, a cascade reclaims the entries already due instead
+# of re-filing them, so a backlog costs one step per entry. Each entry is
 # re-filed at most WHEEL_LEVELS-1 times over its life, so the total cost is
 # O(levels) per entry, paid in small pieces.
 #
@@ -111,8 +113,13 @@ cdef bint whl_advance(Core core, int64_t now_ms, Py_ssize_t* budget) noexcept:
                 if budget[0] <= 0:
                     return False
                 e = w.slots[level][digit]
-                whl_unlink(w, e)
-                whl_link(w, e)
+                if entry_ttl(e).deadline_ms <= now_ms:
+                    # Due already (the cursor is catching up): reclaim it now
+                    # rather than walk it down the levels first.
+                    core._reclaim(e)
+                else:
+                    whl_unlink(w, e)
+                    whl_link(w, e)
                 budget[0] -= 1
         if w.cursor_ms > now_ms:
             return True
