@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Union
 
 from kvstore._address import Address, parse_url
 from kvstore._protocol import (
@@ -50,8 +50,8 @@ from kvstore._protocol import (
 )
 from kvstore.errors import InvalidArgumentError, KvConnectionError, KvTimeoutError, ValueTooLargeError
 
-__all__ = ["READ", "WRITE", "COMMANDS", "Commands", "may_retry", "check_timeout",
-           "concat", "total", "nothing"]
+__all__ = ["READ", "WRITE", "COMMANDS", "ClientBase", "Commands", "AsyncCommands",
+           "may_retry", "check_timeout", "concat", "total", "nothing"]
 
 # The `retry` flag every request carries.
 READ = True
@@ -93,15 +93,13 @@ def _as_sequence(items: Iterable) -> list | tuple:
     return items if isinstance(items, (list, tuple)) else list(items)
 
 
-class Commands:
-    """The half of Client and AsyncClient that does no I/O: options, the
-    request writer, and every public method.
-
-    Subclasses provide ``_call(op, retry, missing=None)`` for one frame,
-    answering ``missing`` in place of a NULL reply, ``_call_frames(op, retry,
-    count, combine)`` for ``count`` frames of one op whose answers ``combine``
-    merges, the ``connected`` property, and ``_lock_class`` (Lock or
-    AsyncLock).
+class ClientBase:
+    """What Client and AsyncClient share besides the methods: options, the
+    request writer, and the hooks each client implements:
+    ``_call(op, retry, missing=None)`` for one frame, answering ``missing`` in
+    place of a NULL reply; ``_call_frames(op, retry, count, combine)`` for
+    ``count`` frames of one op whose answers ``combine`` merges; the
+    ``connected`` property; and ``_lock_class`` (Lock or AsyncLock).
     """
 
     __slots__ = ("address", "timeout", "connect_timeout", "_writer", "_closed")
@@ -119,6 +117,21 @@ class Commands:
     def namespace(self) -> str:
         return self.address.namespace
 
+    # -- what each client provides -------------------------------------------
+
+    _lock_class: Any
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (one is opened on demand)."""
+        raise NotImplementedError
+
+    def _call(self, op: int, retry: bool, missing: Any = None) -> Any:
+        raise NotImplementedError
+
+    def _call_frames(self, op: int, retry: bool, count: int, combine: Callable) -> Any:
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         namespace = f"/{self.namespace}" if self.namespace else ""
         state = "closed" if self._closed else "connected" if self.connected else "idle"
@@ -127,60 +140,70 @@ class Commands:
     def _closed_error(self) -> KvConnectionError:
         return KvConnectionError(f"client for {self.address} is closed")
 
-    def get(self, key: str | bytes, default: Any = None) -> Any:
+
+Key = Union[str, bytes]
+
+
+class Commands(ClientBase):
+    """Every public request method, written once: Client's as they are,
+    AsyncClient's returning a coroutine (see AsyncCommands for their types)."""
+
+    __slots__ = ()
+
+    def get(self, key: Key, default: Any = None) -> Any:
         """The value stored at ``key``, or ``default`` when there is none."""
         self._writer.get(key)
         return self._call(OP_GET, READ, default)
 
-    def set(self, key: str | bytes, value: Any, ttl: float | None = None) -> None:
+    def set(self, key: Key, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` at ``key``, expiring after ``ttl`` seconds (None: never)."""
         self._writer.set(key, value, ttl)
         return self._call(OP_SET, WRITE)
 
-    def setnx(self, key: str | bytes, value: Any, ttl: float | None = None) -> bool:
+    def setnx(self, key: Key, value: Any, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent; True when stored."""
         self._writer.setnx(key, value, ttl)
         return self._call(OP_SETNX, WRITE)
 
-    def delete(self, key: str | bytes) -> bool:
+    def delete(self, key: Key) -> bool:
         """Remove ``key``; True when it existed."""
         self._writer.delete(key)
         return self._call(OP_DEL, WRITE)
 
-    def exists(self, key: str | bytes) -> bool:
+    def exists(self, key: Key) -> bool:
         """Whether ``key`` holds a value."""
         self._writer.exists(key)
         return self._call(OP_EXISTS, READ)
 
-    def incr(self, key: str | bytes, delta: int = 1) -> int:
+    def incr(self, key: Key, delta: int = 1) -> int:
         """Add ``delta`` to the int at ``key`` (missing: 0) and return the result.
         Never resent after a connection error: it may have been applied."""
         self._writer.incr(key, delta)
         return self._call(OP_INCR, WRITE)
 
-    def decr(self, key: str | bytes, delta: int = 1) -> int:
+    def decr(self, key: Key, delta: int = 1) -> int:
         """Subtract ``delta`` from the int at ``key`` (missing: 0); the result."""
         self._writer.decr(key, delta)
         return self._call(OP_DECR, WRITE)
 
-    def cas(self, key: str | bytes, expected: Any, new: Any, ttl: float | None = None) -> bool:
+    def cas(self, key: Key, expected: Any, new: Any, ttl: float | None = None) -> bool:
         """Store ``new`` if ``key`` holds exactly ``expected`` (same type and
         encoding); True when swapped."""
         self._writer.cas(key, expected, new, ttl)
         return self._call(OP_CAS, WRITE)
 
-    def expire(self, key: str | bytes, ttl: float) -> bool:
+    def expire(self, key: Key, ttl: float) -> bool:
         """Make ``key`` expire ``ttl`` seconds from now; True when it exists."""
         self._writer.expire(key, ttl)
         return self._call(OP_EXPIRE, WRITE)
 
-    def ttl(self, key: str | bytes) -> float | None:
+    def ttl(self, key: Key) -> float | None:
         """Seconds left before ``key`` expires (ms precision); None when it
         has no expiry or does not exist."""
         self._writer.ttl(key)
         return self._call(OP_TTL, READ)
 
-    def mget(self, keys: Iterable[str | bytes]) -> list:
+    def mget(self, keys: Iterable[Key]) -> list:
         """The values of ``keys`` in order, None where missing."""
         return self._batch(OP_MGET, READ, self._writer.mget, _as_sequence(keys), concat)
 
@@ -192,11 +215,11 @@ class Commands:
         pairs = list(mapping.items()) if isinstance(mapping, Mapping) else _as_sequence(mapping)
         return self._batch(OP_MSET, WRITE, self._writer.mset, pairs, nothing, ttl)
 
-    def mdel(self, keys: Iterable[str | bytes]) -> int:
+    def mdel(self, keys: Iterable[Key]) -> int:
         """Remove ``keys``; how many existed."""
         return self._batch(OP_MDEL, WRITE, self._writer.mdel, _as_sequence(keys), total)
 
-    def mexists(self, keys: Iterable[str | bytes]) -> list[bool]:
+    def mexists(self, keys: Iterable[Key]) -> list[bool]:
         """Whether each of ``keys`` holds a value."""
         return self._batch(OP_MEXISTS, READ, self._writer.mexists, _as_sequence(keys), concat)
 
@@ -217,7 +240,7 @@ class Commands:
         self._writer.info()
         return self._call(OP_INFO, READ)
 
-    def lock(self, key: str | bytes, ttl: float, *, timeout: float | None = None,
+    def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
              poll_interval: float = 0.05) -> Any:
         """A lock on ``key`` held for at most ``ttl`` seconds: see kvstore.lock.
         ``timeout`` bounds a blocking acquire (None: until acquired)."""
@@ -262,6 +285,69 @@ class Commands:
             self._writer.take()
             raise
         return frames
+
+
+class AsyncCommands(ClientBase):
+    """The request methods as AsyncClient and AsyncPool offer them, for type
+    checkers only: at run time AsyncClient inherits Commands, whose methods
+    return coroutines. A test keeps the two signatures equal."""
+
+    __slots__ = ()
+
+    async def get(self, key: Key, default: Any = None) -> Any:
+        raise NotImplementedError
+
+    async def set(self, key: Key, value: Any, ttl: float | None = None) -> None:
+        raise NotImplementedError
+
+    async def setnx(self, key: Key, value: Any, ttl: float | None = None) -> bool:
+        raise NotImplementedError
+
+    async def delete(self, key: Key) -> bool:
+        raise NotImplementedError
+
+    async def exists(self, key: Key) -> bool:
+        raise NotImplementedError
+
+    async def incr(self, key: Key, delta: int = 1) -> int:
+        raise NotImplementedError
+
+    async def decr(self, key: Key, delta: int = 1) -> int:
+        raise NotImplementedError
+
+    async def cas(self, key: Key, expected: Any, new: Any, ttl: float | None = None) -> bool:
+        raise NotImplementedError
+
+    async def expire(self, key: Key, ttl: float) -> bool:
+        raise NotImplementedError
+
+    async def ttl(self, key: Key) -> float | None:
+        raise NotImplementedError
+
+    async def mget(self, keys: Iterable[Key]) -> list:
+        raise NotImplementedError
+
+    async def mset(self, mapping: Mapping | Iterable[tuple], ttl: float | None = None) -> None:
+        raise NotImplementedError
+
+    async def mdel(self, keys: Iterable[Key]) -> int:
+        raise NotImplementedError
+
+    async def mexists(self, keys: Iterable[Key]) -> list[bool]:
+        raise NotImplementedError
+
+    async def flush(self) -> int:
+        raise NotImplementedError
+
+    async def ping(self) -> bool:
+        raise NotImplementedError
+
+    async def info(self) -> dict:
+        raise NotImplementedError
+
+    def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
+             poll_interval: float = 0.05) -> Any:
+        raise NotImplementedError
 
 
 # What the pools forward: every public request method (lock() is the pools' own).

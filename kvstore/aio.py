@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Coroutine
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from kvstore._address import Address
-from kvstore._commands import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Commands, may_retry
+from kvstore._commands import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, may_retry
 from kvstore._protocol import DEFAULT_MAX_PAYLOAD, MISSING, NEED_MORE, ReplyReader
 from kvstore.errors import KvConnectionError, KvError, KvTimeoutError, ProtocolError
 from kvstore.lock import AsyncLock
 
 __all__ = ["AsyncClient"]
+
+if TYPE_CHECKING:   # type checkers see the methods as coroutines (see AsyncCommands)
+    from kvstore._commands import AsyncCommands as _Methods
+else:
+    from kvstore._commands import Commands as _Methods
 
 
 class _Connection(asyncio.Protocol):
@@ -41,7 +46,7 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._reader = ReplyReader()
         self._pending: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
-        self._transport: asyncio.Transport | None = None
+        self._transport: asyncio.Transport = None  # type: ignore[assignment]  # until connection_made
         self._timer: asyncio.TimerHandle | None = None
         self._progress_at = 0.0       # loop time of the last byte in, or of the first wait
         self.failure: KvError | None = None   # set once the connection is unusable
@@ -82,7 +87,6 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else " by the server"
-        self._transport = None
         self._fail(KvConnectionError(f"connection to {self._address} closed{reason}"))
         if self._timer is not None:
             self._timer.cancel()
@@ -153,14 +157,15 @@ class _Connection(asyncio.Protocol):
                 future.set_exception(exc)
                 kind = KvTimeoutError if isinstance(exc, KvTimeoutError) else KvConnectionError
                 exc = kind(f"connection to {self._address} dropped: {self.failure}")
-        if self._transport is not None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
             if abort:
-                self._transport.abort()
+                transport.abort()
             else:
-                self._transport.close()
+                transport.close()
 
 
-class AsyncClient(Commands):
+class AsyncClient(_Methods):
     """An asyncio client with the Engine API: every method is a coroutine
     (see kvstore._commands for the methods), plus ping(), info(), lock(),
     close() and ``async with``. Many concurrent calls may share one client.

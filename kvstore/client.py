@@ -57,7 +57,7 @@ class Client(Commands):
                  max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         super().__init__(url, timeout=timeout, connect_timeout=connect_timeout,
                          max_payload=max_payload)
-        self._reader: ReplyReader | None = None
+        self._reader: Any = None   # the ReplyReader of the open connection
         self._sock: socket.socket | None = None
 
     @classmethod
@@ -70,7 +70,6 @@ class Client(Commands):
 
     @property
     def connected(self) -> bool:
-        """Whether a connection is open (one is opened on demand)."""
         return self._sock is not None
 
     def close(self) -> None:
@@ -95,7 +94,7 @@ class Client(Commands):
 
     def _request(self, op: int, retry: bool, count: int) -> Any:
         data = self._writer.take()
-        if not retry and self._sock is not None and self._peer_left():
+        if not retry and self._sock is not None and _peer_left(self._sock):
             self._drop()
         try:
             return self._exchange(data, op, count)
@@ -181,22 +180,22 @@ class Client(Commands):
             _open_clients.discard(self)
             sock.close()
 
-    def _peer_left(self) -> bool:
-        """Whether the idle connection was closed by the server (or carries
-        bytes nobody asked for): then a write goes on a fresh one instead of
-        failing."""
-        try:
-            self._sock.recv(1, _PEEK_FLAGS)
-            return True
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-
     def _connection_error(self, exc: OSError) -> KvConnectionError:
         if isinstance(exc, (TimeoutError, BlockingIOError)):
             return KvTimeoutError(f"no reply from {self.address} within {self.timeout:g}s")
         return KvConnectionError(f"connection to {self.address} failed: {_reason(exc)}")
+
+
+def _peer_left(sock: socket.socket) -> bool:
+    """Whether the idle connection was closed by the server (or carries bytes
+    nobody asked for): then a write goes on a fresh one instead of failing."""
+    try:
+        sock.recv(1, _PEEK_FLAGS)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _set_io_timeout(sock: socket.socket, seconds: float) -> None:

@@ -25,7 +25,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 from kvstore._address import parse_url
 from kvstore._commands import (
@@ -41,6 +41,14 @@ from kvstore.errors import InvalidArgumentError, KvConnectionError, PoolTimeoutE
 from kvstore.lock import AsyncLock, Lock
 
 __all__ = ["Pool", "AsyncPool"]
+
+if TYPE_CHECKING:
+    # The forwarded methods are made at import (end of this module); type
+    # checkers see them through the clients' method classes.
+    from kvstore._commands import AsyncCommands as _AsyncMethods
+    from kvstore._commands import Commands as _Methods
+else:
+    _Methods = _AsyncMethods = object
 
 
 class _PoolBase:
@@ -58,7 +66,7 @@ class _PoolBase:
         self.max_size = max_size
         self.timeout = check_timeout("timeout", timeout)
         self._url = url
-        self._client_options = {"timeout": socket_timeout, "connect_timeout": connect_timeout,
+        self._client_options: dict[str, Any] = {"timeout": socket_timeout, "connect_timeout": connect_timeout,
                                 "max_payload": max_payload}
         # Bad client options fail here, not at the first call.
         self._client_class(url, **self._client_options)
@@ -115,7 +123,7 @@ class _PoolBase:
                 f" idle={len(self._idle)}{' closed' if self._closed else ''}>")
 
 
-class Pool(_PoolBase):
+class Pool(_PoolBase, _Methods):
     """A thread-safe pool of :class:`kvstore.Client` connections to ``url``.
 
     ``max_size`` connections at most; ``timeout`` seconds to wait for one to
@@ -184,7 +192,7 @@ class Pool(_PoolBase):
         self._forget()
 
 
-class AsyncPool(_PoolBase):
+class AsyncPool(_PoolBase, _AsyncMethods):
     """A pool of :class:`kvstore.AsyncClient` connections, for asyncio tasks;
     the methods are coroutines. ``await AsyncPool.connect(url)`` also checks
     that the server answers."""
@@ -201,7 +209,8 @@ class AsyncPool(_PoolBase):
     async def connect(cls, url: str, **options: Any) -> AsyncPool:
         pool = cls(url, **options)
         try:
-            await pool.ping()
+            async with pool.acquire() as client:
+                await client.ping()
         except BaseException:
             await pool.close()
             raise

@@ -11,6 +11,7 @@ tiny canned server when the server itself must misbehave.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import select
 import socket
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 import kvstore
 from kvstore._address import Address, parse_url
+from kvstore._commands import COMMANDS, AsyncCommands, Commands
 from kvstore.errors import (
     InvalidArgumentError,
     KvConnectionError,
@@ -399,3 +401,11 @@ def test_coroutine_never_awaited_sends_nothing_and_shifts_nothing(server, namesp
         await client.close()
 
     loop.run_until_complete(scenario())
+
+
+def test_async_method_types_match_the_methods():
+    # AsyncCommands exists for type checkers only; it must not drift.
+    for name in (*COMMANDS, "lock"):
+        typed, real = getattr(AsyncCommands, name), getattr(Commands, name)
+        assert inspect.signature(typed).parameters == inspect.signature(real).parameters, name
+    assert inspect.iscoroutinefunction(AsyncCommands.get)
