@@ -502,7 +502,8 @@ def start_servers(s: Sizes, stack: contextlib.ExitStack, missing: Unavailable) -
         client_cls = require("pymemcache.client.base", "Client")
         sv.memcached = stack.enter_context(services.start_memcached())
         sv.mc_client = client_cls((sv.memcached.host, sv.memcached.port), no_delay=True,
-                                  connect_timeout=10, timeout=30)
+                                  connect_timeout=10, timeout=30,
+                                  default_noreply=False)  # wait for replies, as the others do
         stack.callback(sv.mc_client.close)
         for chunk in chunks:
             sv.mc_client.set_many(dict(chunk))
