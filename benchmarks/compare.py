@@ -308,12 +308,14 @@ def redis_bytes_per_key(client, n: int, ttl: bool) -> float:
     return (after - before) / n
 
 
-def redis_reclaim(client, n: int) -> tuple[float, float]:
+def redis_reclaim(client, n: int) -> tuple[float, float, int]:
     """(seconds from the last key's deadline until DBSIZE is 0, longest
-    expire-cycle pause in ms from Redis' latency monitor)."""
+    expire-cycle pause in ms from Redis' latency monitor, used_memory then
+    minus before the fill)."""
     client.flushall()
     client.config_set("latency-monitor-threshold", 1)
     client.execute_command("LATENCY", "RESET")
+    before = client.info("memory")["used_memory"]
     _fill_redis(client, n, int(expiry.TTL_S * 1000))
     deadline = time.monotonic() + expiry.TTL_S
     give_up = deadline + 120
@@ -326,7 +328,7 @@ def redis_reclaim(client, n: int) -> tuple[float, float]:
     for event, _, _, worst in client.execute_command("LATENCY", "LATEST"):
         if event in (b"expire-cycle", "expire-cycle"):
             pause_ms = float(worst)
-    return seconds, pause_ms
+    return seconds, pause_ms, client.info("memory")["used_memory"] - before
 
 
 class Probes:
@@ -370,6 +372,9 @@ def memory_rows(s: Sizes, missing: Unavailable, redis_client, probes: Probes) ->
     def redis_reclaimed():
         return probes.get("redis-reclaim", lambda: redis_reclaim(redis_client, n))
 
+    def empty_engine():
+        return probes.get("empty-engine", lambda: in_fresh_process(expiry.one_live_key_memory))
+
     def first_len():
         return probes.get("first-len", lambda: in_fresh_process(expiry.first_call_after_deadline, n, "len"))
 
@@ -396,6 +401,17 @@ def memory_rows(s: Sizes, missing: Unavailable, redis_client, probes: Probes) ->
             missing.contender("kvstore (reads only)", REFERENCE, engine_ok,
                               lambda: lambda: reclaim("reads")[1].longest_call_s * 1e3, "kvstore Engine"),
         ], one_shot=True, note="Redis: worst expire-cycle from its latency monitor (threshold 1 ms)."),
+        Row(MEMORY, "memory still held once reclaimed (vs before the fill)", "KiB", False, [
+            missing.contender("kvstore", SUBJECT, engine_ok,
+                              lambda: lambda: (reclaim("purge")[1].memory_bytes - empty_engine()) / 1024,
+                              "kvstore Engine"),
+            missing.contender("Redis", ANCHOR, redis_client,
+                              lambda: lambda: redis_reclaimed()[2] / 1024, "redis-server"),
+            missing.contender("kvstore (reads only)", REFERENCE, engine_ok,
+                              lambda: lambda: (reclaim("reads")[1].memory_bytes - empty_engine()) / 1024,
+                              "kvstore Engine"),
+        ], one_shot=True, note="kvstore: info()['memory_bytes'] with one live key, minus an "
+                               "engine holding just that key; Redis: used_memory."),
         Row(MEMORY, f"first len() once {n:,} keys have expired", "ms", False, [
             missing.contender("kvstore", SUBJECT, engine_ok, lambda: lambda: first_len() * 1e3,
                               "kvstore Engine"),

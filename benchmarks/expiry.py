@@ -95,6 +95,14 @@ def reclaim_real_time(n: int, driver: str) -> tuple[float, ReclaimResult]:
     return result.done_at - deadline, result
 
 
+def one_live_key_memory() -> int:
+    """memory_bytes of an engine holding only the live key: what a fully
+    reclaimed engine should come back to."""
+    engine = require_kvstore("Engine")()
+    engine.set(LIVE_KEY, b"v" * VALUE_BYTES)
+    return engine.info()["memory_bytes"]
+
+
 def first_call_after_deadline(n: int, call: str) -> float:
     """Seconds taken by the first get()/len()/info() once n keys have expired
     and nothing has reclaimed them yet (fake clock)."""
