@@ -1,0 +1,380 @@
+"""The Celery result backend (issue 5) against a real kvstore-server and a real
+Celery worker: broker ``memory://``, worker thread from
+``celery.contrib.testing.worker.start_worker``. Nothing of Celery is mocked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import threading
+
+import pytest
+
+pytest.importorskip("celery", reason="Celery is not installed (pip install 'kvstore[celery]')")
+
+# start_worker's ping check runs the celery.ping task, which this registers.
+import celery.contrib.testing.tasks  # noqa: E402,F401
+from celery import Celery, chord, group, signals, states  # noqa: E402
+from celery.app.backends import by_url  # noqa: E402
+from celery.contrib.testing.worker import start_worker  # noqa: E402
+from celery.exceptions import ImproperlyConfigured, TimeoutError as CeleryTimeoutError  # noqa: E402
+
+import kvstore  # noqa: E402
+from kvstore.contrib.celery import KvStoreBackend  # noqa: E402
+from tests.faultproxy import FaultProxy  # noqa: E402
+
+pytestmark = pytest.mark.server
+
+WAIT_S = 60  # generous upper bound for a result on a loaded CI machine, never reached normally
+RESULT_EXPIRES_S = 600
+FAILURE_EXPIRES_S = 300
+
+
+def make_app(name: str, url: str, **conf) -> Celery:
+    """A Celery app with its own queue (every memory:// broker in a process
+    shares its queues) and the tasks the tests run."""
+    app = Celery(name, broker="memory://", backend=url, set_as_current=False)
+    app.conf.update(task_default_queue=f"q-{name}", worker_hijack_root_logger=False,
+                    result_serializer="json",
+                    # An idle memory:// consumer sleeps this long between polls (1 s by default).
+                    broker_transport_options={"polling_interval": 0.05}, **conf)
+
+    @app.task(name="kvtest.describe")
+    def describe(n):
+        return {"n": n, "square": n * n, "tags": ["even" if n % 2 == 0 else "odd"]}
+
+    @app.task(name="kvtest.add")
+    def add(x, y):
+        return x + y
+
+    @app.task(name="kvtest.total")
+    def total(values):
+        return sum(values)
+
+    @app.task(name="kvtest.fail")
+    def fail_loudly(message):
+        raise ValueError(message)
+
+    return app
+
+
+@contextlib.contextmanager
+def running_worker(app: Celery):
+    with start_worker(app, perform_ping_check=True, shutdown_timeout=30):
+        yield app
+
+
+class Finished:
+    """An event set once every given task has run on the worker; task_postrun
+    is sent after the result has been stored."""
+
+    def __init__(self, task_ids) -> None:
+        self._pending = set(task_ids)
+        self._lock = threading.Lock()
+        self.event = threading.Event()
+
+    def _on_postrun(self, task_id=None, **_) -> None:
+        with self._lock:
+            self._pending.discard(task_id)
+            if not self._pending:
+                self.event.set()
+
+    @contextlib.contextmanager
+    def watching(self):
+        signals.task_postrun.connect(self._on_postrun, weak=False)
+        try:
+            yield self
+        finally:
+            signals.task_postrun.disconnect(self._on_postrun)
+
+    def wait(self) -> None:
+        assert self.event.wait(WAIT_S), f"{len(self._pending)} tasks never finished"
+
+
+def run_to_completion(signature):
+    """Send a group and return its result once every task has finished."""
+    result = signature.freeze()
+    finished = Finished(r.id for r in result.results)
+    with finished.watching():
+        signature.apply_async()
+        finished.wait()
+    return result
+
+
+def calls(info: dict, command: str) -> int:
+    return info["calls"].get(command, 0)
+
+
+@pytest.fixture(scope="module")
+def backend_url(server) -> str:
+    return f"kvstore://{server.address}/celery-{os.getpid()}"
+
+
+@pytest.fixture(scope="module")
+def app(backend_url):
+    app = make_app("kvtest", backend_url, result_expires=RESULT_EXPIRES_S,
+                   result_failure_expires=FAILURE_EXPIRES_S)
+    with running_worker(app):
+        yield app
+
+
+@pytest.fixture
+def backend(app) -> KvStoreBackend:
+    return app.backend
+
+
+@pytest.fixture
+def store(server, backend_url):
+    """A plain client on the backend's namespace, to look behind Celery's back."""
+    with kvstore.Client.connect(backend_url.partition("://")[2]) as client:
+        yield client
+
+
+@pytest.fixture
+def stats(server):
+    with kvstore.Client.connect(server.address) as client:
+        yield client
+
+
+# -- configuration -------------------------------------------------------------
+
+def test_the_kvstore_url_scheme_resolves_through_the_entry_point(backend_url):
+    cls, url = by_url(backend_url)
+    assert cls is KvStoreBackend
+    assert url == backend_url
+
+
+def test_the_backend_declares_what_celery_would_silently_degrade_without():
+    assert KvStoreBackend.supports_native_join
+    assert KvStoreBackend.implements_incr
+    assert KvStoreBackend.supports_autoexpire
+
+
+@pytest.mark.parametrize("url", ["kvstore://host:notaport/ns", "kvstore://[::1/ns"])
+def test_a_malformed_url_is_a_configuration_error(url):
+    app = make_app("badurl", url)
+    with pytest.raises(ImproperlyConfigured, match="port|IPv6"):
+        app.backend
+
+
+def test_negative_result_expires_is_a_configuration_error(backend_url):
+    app = make_app("badexpires", backend_url, result_expires=-1)
+    with pytest.raises(ImproperlyConfigured, match="result_expires"):
+        app.backend
+
+
+# -- results through a worker -------------------------------------------------
+
+def test_a_task_returning_a_dict(app):
+    describe = app.tasks["kvtest.describe"]
+    assert describe.delay(7).get(timeout=WAIT_S) == {"n": 7, "square": 49, "tags": ["odd"]}
+
+
+def test_a_group_of_100_is_collected_with_one_mget_and_no_get_per_task(app, stats):
+    describe = app.tasks["kvtest.describe"]
+    result = run_to_completion(group(describe.s(n) for n in range(100)))
+    before = stats.info()
+    values = result.get(timeout=WAIT_S, interval=30)
+    after = stats.info()
+    assert values == [{"n": n, "square": n * n, "tags": ["even" if n % 2 == 0 else "odd"]}
+                      for n in range(100)]
+    # Every task had finished, so a single pass collects them all; with the
+    # 30 s interval, a pass that slept afterwards would also fail on time.
+    assert calls(after, "MGET") - calls(before, "MGET") == 1
+    assert calls(after, "GET") - calls(before, "GET") == 0
+
+
+def test_a_chord_of_10_runs_its_summing_callback_through_incr(app, stats):
+    add, total = app.tasks["kvtest.add"], app.tasks["kvtest.total"]
+    published = []
+
+    def on_publish(sender=None, **_):
+        published.append(sender)
+
+    signals.before_task_publish.connect(on_publish, weak=False)
+    try:
+        before = stats.info()
+        assert chord(add.s(n, n) for n in range(10))(total.s()).get(timeout=WAIT_S) == 90
+        after = stats.info()
+    finally:
+        signals.before_task_publish.disconnect(on_publish)
+    assert "celery.chord_unlock" not in published
+    assert calls(after, "INCR") - calls(before, "INCR") == 10
+
+
+def test_results_expire_after_result_expires(app, backend, store):
+    result = app.tasks["kvtest.describe"].delay(3)
+    result.get(timeout=WAIT_S)
+    ttl = store.ttl(backend.get_key_for_task(result.id))
+    assert RESULT_EXPIRES_S - 30 < ttl <= RESULT_EXPIRES_S
+
+
+def test_a_failing_task_brings_back_its_exception_and_traceback(app, backend, store):
+    result = app.tasks["kvtest.fail"].delay("kaboom 42")
+    with pytest.raises(ValueError, match="kaboom 42"):
+        result.get(timeout=WAIT_S)
+    assert result.state == states.FAILURE
+    assert "fail_loudly" in result.traceback
+    assert "ValueError: kaboom 42" in result.traceback
+    ttl = store.ttl(backend.get_key_for_task(result.id))
+    assert FAILURE_EXPIRES_S - 30 < ttl <= FAILURE_EXPIRES_S
+
+
+def test_a_chord_completes_when_results_never_expire(backend_url, store):
+    app = make_app("noexpiry", backend_url, result_expires=0)
+    with running_worker(app):
+        add, total = app.tasks["kvtest.add"], app.tasks["kvtest.total"]
+        header = group(add.s(n, 1) for n in range(10))
+        result = chord(header)(total.s())
+        assert result.get(timeout=WAIT_S) == 55
+        assert store.exists(app.backend.get_key_for_task(result.id))
+        assert store.ttl(app.backend.get_key_for_task(result.id)) is None
+
+
+# -- the backend object ---------------------------------------------------------
+
+def test_the_backend_pickles_with_its_url_and_expiry(app, backend):
+    app.set_current()  # unpickling binds the clone to the current app
+    clone = pickle.loads(pickle.dumps(backend))
+    assert type(clone) is KvStoreBackend
+    assert (clone.url, clone.expires) == (backend.url, RESULT_EXPIRES_S)
+    assert clone.pool is backend.pool
+    result = app.tasks["kvtest.add"].delay(20, 22)
+    result.get(timeout=WAIT_S)
+    assert clone.get_task_meta(result.id)["result"] == 42
+
+
+def test_backends_of_one_url_share_a_pool_and_a_forked_child_builds_its_own(app, backend, store):
+    store.set(b"forked", "value")
+    parent_pool = backend.pool
+    assert make_app("same-url", backend.url).backend.pool is parent_pool
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, and never return into pytest
+        try:
+            fresh = backend.pool is not parent_pool
+            os.write(write_end, b"%d%d" % (fresh, backend.get(b"forked") == "value"))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        report = reader.read()
+    os.waitpid(pid, 0)
+    assert report == b"11"  # a pool of its own, and it reads the key
+    assert backend.get(b"forked") == "value"  # and the parent's pool still works
+
+
+def test_expire_zero_keeps_the_key_and_drops_its_ttl(backend, store):
+    store.set(b"counter", 0, ttl=60)
+    assert backend.incr(b"counter") == 1
+    backend.expire(b"counter", 0)
+    assert store.ttl(b"counter") is None
+    assert backend.incr(b"counter") == 2
+    backend.expire(b"never-stored", 0)
+    assert not store.exists(b"never-stored")
+
+
+def test_expire_sets_a_ttl(backend, store):
+    store.set(b"expiring", "x")
+    backend.expire(b"expiring", 120)
+    assert 100 < store.ttl(b"expiring") <= 120
+
+
+def test_only_connection_errors_are_safe_to_retry(backend):
+    assert backend.exception_safe_to_retry(kvstore.KvConnectionError("gone"))
+    assert backend.exception_safe_to_retry(kvstore.KvTimeoutError("slow"))
+    assert backend.exception_safe_to_retry(kvstore.PoolTimeoutError("busy"))
+    assert not backend.exception_safe_to_retry(kvstore.WrongTypeError("incr on a str"))
+    assert not backend.exception_safe_to_retry(ValueError("x"))
+
+
+# -- get_many ------------------------------------------------------------------
+
+def store_success(backend, task_id, value):
+    backend.store_result(task_id, value, states.SUCCESS)
+
+
+def test_get_many_returns_after_the_pass_that_finds_the_last_result(backend):
+    ids = [f"gm-done-{n}" for n in range(5)]
+    for n, task_id in enumerate(ids):
+        store_success(backend, task_id, n)
+    intervals = []
+    got = dict(backend.get_many(ids, interval=30, on_interval=lambda: intervals.append(1)))
+    assert {task_id: meta["result"] for task_id, meta in got.items()} == dict(zip(ids, range(5)))
+    assert intervals == []
+
+
+def test_get_many_keeps_polling_until_a_late_result_arrives(backend):
+    ids = ["gm-early", "gm-late"]
+    store_success(backend, "gm-early", "early")
+    messages = []
+
+    def between_passes():
+        store_success(backend, "gm-late", "late")
+
+    got = list(backend.get_many(ids, interval=0.01, on_interval=between_passes,
+                                on_message=messages.append))
+    assert [task_id for task_id, _ in got] == ["gm-early", "gm-late"]
+    assert [meta["result"] for meta in messages] == ["early", "late"]
+
+
+def test_get_many_serves_cached_results_without_asking_the_server(backend, stats):
+    store_success(backend, "gm-cached", "c")
+    list(backend.get_many(["gm-cached"]))
+    before = stats.info()
+    assert dict(backend.get_many(["gm-cached"]))["gm-cached"]["result"] == "c"
+    assert calls(stats.info(), "MGET") == calls(before, "MGET")
+
+
+def test_get_many_times_out_on_a_task_that_never_finishes(backend):
+    with pytest.raises(CeleryTimeoutError):
+        list(backend.get_many(["gm-never"], timeout=0.05, interval=0.01))
+
+
+def test_get_many_stops_after_max_iterations(backend):
+    store_success(backend, "gm-one", 1)
+    got = list(backend.get_many(["gm-one", "gm-missing"], max_iterations=1, interval=30))
+    assert [task_id for task_id, _ in got] == ["gm-one"]
+
+
+# -- retries -------------------------------------------------------------------
+
+@pytest.fixture
+def proxy(server):
+    with FaultProxy(server.host, server.port) as faulty:
+        yield faulty
+
+
+@pytest.fixture
+def proxied_backend(proxy, namespace) -> KvStoreBackend:
+    """A backend talking through the fault proxy, retrying without pauses."""
+    app = make_app("proxied", f"kvstore://{proxy.url(namespace)}",
+                   result_backend_transport_options={
+                       "retry_policy": {"max_retries": 3, "interval_start": 0,
+                                        "interval_step": 0, "interval_max": 0}})
+    return app.backend
+
+
+@pytest.fixture
+def direct(server, namespace):
+    """A client on the proxied backend's namespace that bypasses the proxy."""
+    with kvstore.Client.connect(server.url(namespace)) as client:
+        yield client
+
+
+def test_reads_are_retried_across_broken_connections(proxied_backend, proxy, direct):
+    direct.set(b"celery-task-meta-r", "stored")
+    # The client resends a read once by itself; the backend retries beyond that.
+    proxy.drop_next_reply(times=3)
+    assert proxied_backend.get(b"celery-task-meta-r") == "stored"
+    proxy.drop_next_reply(times=3)
+    assert proxied_backend.mget([b"celery-task-meta-r", b"nothing"]) == ["stored", None]
+
+
+def test_incr_is_not_retried_once_the_server_may_have_counted_it(proxied_backend, proxy, direct):
+    proxy.drop_next_reply()
+    with pytest.raises(kvstore.KvConnectionError):
+        proxied_backend.incr(b"chord-unlock-x")
+    assert direct.get(b"chord-unlock-x") == 1  # the server counted it once
+    assert proxied_backend.incr(b"chord-unlock-x") == 2
