@@ -28,6 +28,10 @@ cdef enum StoreMode:
 # Raises InvalidArgumentError. none_allowed=False is expire()'s rule.
 cdef int64_t ttl_to_ms(object ttl, bint none_allowed) except -1
 
+# incr/decr delta argument: an int (not bool) within signed 64 bits, else
+# InvalidArgumentError.
+cdef int64_t delta_arg(object delta) except? -1
+
 
 @cython.final
 cdef class Core:

@@ -27,8 +27,6 @@ cdef enum:
     STEP_ENTRIES_PER_CALL = 16
     # purge_expired() works in chunks of this many entries between clock checks.
     PURGE_CHUNK_ENTRIES = 256
-    # Longest accepted ttl: 2**40 ms, about 34.8 years.
-    MAX_TTL_MS = 1099511627776
 
     # remaining_ms() answers for keys without a ttl, and for missing keys.
     TTL_NO_EXPIRY = -1
@@ -39,3 +37,11 @@ cdef enum:
 
     # Entry flags.
     ENTRY_HAS_TTL = 1
+
+
+cdef extern from *:
+    """
+    /* Longest accepted ttl: 2**40 ms, about 34.8 years (beyond an enum's int). */
+    #define KV_MAX_TTL_MS ((int64_t)1 << 40)
+    """
+    int64_t MAX_TTL_MS "KV_MAX_TTL_MS"
