@@ -1,4 +1,11 @@
-"""kvstore-server: run a Server on its own embedded Engine until SIGINT/SIGTERM."""
+"""kvstore-server: serve a fresh Engine until SIGINT or SIGTERM.
+
+    kvstore-server --bind 127.0.0.1:16380 --max-payload 64M --idle-timeout 300
+
+Prints one line saying where it listens; exits 0 after a graceful shutdown
+(every connection gets its pending replies), 1 when it cannot listen, 2 for a
+bad option. uvloop runs the event loop when it is installed.
+"""
 
 from __future__ import annotations
 
@@ -9,42 +16,81 @@ import signal
 import sys
 
 from kvstore._address import parse_url
-from kvstore._protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_PORT
+from kvstore._protocol import DEFAULT_PORT
 from kvstore.errors import KvError
 from kvstore.server import Server
 
 __all__ = ["main"]
 
+_SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A byte count: 1048576, 1024K, 64M or 1G (binary multiples)."""
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    suffix = number[-1:] if number[-1:] in _SIZE_SUFFIXES else ""
+    digits = number[:len(number) - len(suffix)]
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 1048576, 64M)")
+    return int(digits) * _SIZE_SUFFIXES[suffix]
+
+
+def _seconds(text: str) -> float | None:
+    """Seconds > 0; 0 means never."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds: {text!r}")
+    return value or None
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kvstore-server", description="Serve a kvstore engine over the kvstore protocol.")
-    parser.add_argument("--bind", default=f"127.0.0.1:{DEFAULT_PORT}",
-                        help=f"HOST[:PORT] to listen on (default 127.0.0.1:{DEFAULT_PORT})")
-    parser.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, metavar="BYTES",
-                        help="largest request payload accepted; a longer frame closes the "
-                             "connection (default 64 MiB)")
-    parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
-                        help="close connections idle this long (default: never)")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+        prog="kvstore-server",
+        description="Serve a kvstore engine over the kvstore binary protocol.")
+    parser.add_argument("--bind", default=f"127.0.0.1:{DEFAULT_PORT}", metavar="HOST[:PORT]",
+                        help=f"address to listen on (default 127.0.0.1:{DEFAULT_PORT}; "
+                             "IPv6 in brackets)")
+    parser.add_argument("--max-payload", type=_size, default="64M", metavar="BYTES",
+                        help="largest request payload; a frame declaring more closes its "
+                             "connection (default 64M)")
+    parser.add_argument("--idle-timeout", type=_seconds, default=None, metavar="SECONDS",
+                        help="close connections that send nothing for this long "
+                             "(default 0: never)")
+    parser.add_argument("--log-level", default="info", type=str.lower,
+                        choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--no-uvloop", action="store_true",
                         help="use asyncio's own event loop even when uvloop is installed")
     return parser
 
 
 async def _serve(server: Server) -> None:
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, server.close)
     await server.start()
+    print(f"kvstore-server listening on {_host_text(server.host)}:{server.port}", flush=True)
     try:
-        await stop.wait()
+        await server.serve_forever()
     finally:
         logging.getLogger("kvstore.server").info("shutting down")
         server.close()
         await server.wait_closed()
+
+
+def _bind_address(bind: str) -> tuple[str, int]:
+    """HOST[:PORT] by the clients' URL rule; port 0 asks for a free port."""
+    any_port = bind.endswith(":0")
+    address = parse_url(bind[:-2] if any_port else bind)
+    if address.namespace:
+        raise KvError(f"--bind {bind!r}: a listen address has no /namespace")
+    return address.host, 0 if any_port else address.port
+
+
+def _host_text(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,22 +98,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        address = parse_url(args.bind)
-        server = Server(host=address.host, port=address.port, max_payload=args.max_payload,
+        host, port = _bind_address(args.bind)
+        server = Server(host=host, port=port, max_payload=args.max_payload,
                         idle_timeout=args.idle_timeout)
     except KvError as exc:
         print(f"kvstore-server: {exc}", file=sys.stderr)
         return 2
-    runner = asyncio.run
+    run = asyncio.run
     if not args.no_uvloop:
         try:
             import uvloop
-            runner = uvloop.run
         except ImportError:
             pass
+        else:
+            run = uvloop.run
     try:
-        runner(_serve(server))
+        run(_serve(server))
     except OSError as exc:
-        print(f"kvstore-server: cannot listen on {args.bind}: {exc}", file=sys.stderr)
+        print(f"kvstore-server: cannot listen on {args.bind}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 1
     return 0

@@ -1,15 +1,22 @@
-"""Server: an Engine behind the binary protocol, on asyncio.
+"""Server: an Engine behind the binary protocol (docs/protocol.md), on asyncio.
 
 The Python layer is thin on purpose: each connection's ``data_received``
 hands the bytes to its compiled ``Processor`` and writes the one buffer of
-replies it returns. Everything else here is housekeeping: the listening
-socket, the expiry tick, idle connections, flow control and shutdown.
+replies it returns. Everything else here is housekeeping done on timers, never
+per request: the expiry tick, idle connections, flow control and shutdown.
+
+Expiry: keys are reclaimed lazily as they are touched, and by a tick that
+calls ``engine.purge_expired`` with a small budget, so no client waits on it
+for more than about EXPIRY_BUDGET_MS. While the engine reports a backlog the
+tick comes back after EXPIRY_BACKLOG_INTERVAL_S, otherwise every
+EXPIRY_INTERVAL_S (Redis's active expire cycle, bounded the same way).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 from typing import Any
@@ -22,95 +29,116 @@ __all__ = ["Server"]
 
 log = logging.getLogger("kvstore.server")
 
-# The expiry tick (seconds): often while expired keys wait to be reclaimed,
-# rarely otherwise. Each tick reclaims for at most TICK_BUDGET_MS, so clients
-# never wait on it for longer than that.
-TICK_IDLE_S = 0.1
-TICK_BACKLOG_S = 0.001
-TICK_BUDGET_MS = 1.0
+EXPIRY_INTERVAL_S = 0.1
+EXPIRY_BACKLOG_INTERVAL_S = 0.001
+EXPIRY_BUDGET_MS = 1.0
+# Idle connections are looked at this many times per idle_timeout, so one is
+# closed between 1 and 1.25 idle_timeouts after its last byte.
+IDLE_CHECKS_PER_TIMEOUT = 4
+# How long wait_closed() lets connections flush their replies before
+# dropping them.
+SHUTDOWN_GRACE_S = 5.0
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("_server", "_processor", "_transport", "last_active", "peer")
+    """One client connection: bytes in, the processor's replies out."""
+
+    __slots__ = ("server", "processor", "transport", "peer", "seen_bytes", "quiet_since")
 
     def __init__(self, server: Server) -> None:
-        self._server = server
-        self._processor = Processor(server.engine, server.max_payload, server.stats,
-                                    server.figures)
-        self._transport: asyncio.Transport | None = None
-        self.last_active = time.monotonic()
+        self.server = server
+        self.processor = Processor(server.engine, server.max_payload, server.stats,
+                                   server.figures)
+        self.transport: Any = None
         self.peer: Any = None
+        # For the idle sweep: the processor's byte count when last looked at.
+        self.seen_bytes = 0
+        self.quiet_since = 0.0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
         self.peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Replies are whole when written: nothing to gain from Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._server._opened(self)
+        self.server._opened(self)
 
     def data_received(self, data: bytes) -> None:
-        replies = self._processor.feed(data)
-        if replies:
-            self._transport.write(replies)  # type: ignore[union-attr]
-        if self._processor.framing_lost:
-            log.info("closing %s: a frame exceeded %d bytes", self.peer, self._server.max_payload)
-            self._transport.abort()  # type: ignore[union-attr]
-        self.last_active = time.monotonic()
+        self.transport.write(self.processor.feed(data))
+        if self.processor.framing_lost:
+            self._lost_framing()
 
-    def eof_received(self) -> bool:
-        return False
+    def _lost_framing(self) -> None:
+        # close(), not abort(): the INVALID reply saying why goes out first.
+        # Reading stops at once, so the oversized payload is never read.
+        log.info("closing %s: a frame declared more than %d payload bytes",
+                 self.peer, self.server.max_payload)
+        self.transport.close()
 
-    # Flow control: a client that sends faster than it reads stops being read.
+    # Flow control: a client that sends faster than it reads stops being read
+    # until its replies have drained.
     def pause_writing(self) -> None:
-        self._transport.pause_reading()  # type: ignore[union-attr]
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._transport.resume_reading()  # type: ignore[union-attr]
+        self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server._closed(self)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        self.server._closed(self)
 
 
 class Server:
     """kvstore's network server around an Engine.
 
     ``Server(engine=None, host="127.0.0.1", port=16380, max_payload=64 MiB,
-    idle_timeout=None)``; ``await server.start()``, then ``serve_forever()``
-    or ``async with server:``. ``close()`` stops listening and closes every
-    connection; ``wait_closed()`` waits for that. port=0 picks a free port
-    (see ``server.port`` after start).
+    idle_timeout=None)``: serves ``engine`` (a new Engine when None). Then
+    ``await server.start()`` and ``await server.serve_forever()``, or
+    ``async with server:``; ``close()`` stops listening and closes every
+    connection once its replies are written, ``await wait_closed()`` waits
+    for that. ``port=0`` picks a free port (``server.port`` after start).
+    ``idle_timeout`` closes connections that send nothing for that many
+    seconds (None: never).
     """
 
     def __init__(self, engine: KeySpace | None = None, *, host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, max_payload: int = DEFAULT_MAX_PAYLOAD,
-                 idle_timeout: float | None = None) -> None:
-        if not 0 < max_payload <= DEFAULT_MAX_PAYLOAD * 16:
-            raise InvalidArgumentError(f"max_payload must be in 1..{DEFAULT_MAX_PAYLOAD * 16}")
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise InvalidArgumentError("idle_timeout must be > 0 seconds, or None")
+                 idle_timeout: float | None = None,
+                 expiry_budget_ms: float = EXPIRY_BUDGET_MS) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+            raise InvalidArgumentError(f"port must be an int from 0 to 65535, not {port!r}")
+        if idle_timeout is not None:
+            idle_timeout = _positive("idle_timeout", idle_timeout)
         self.engine = engine if engine is not None else Engine()
         self.host = host
         self.port = port
         self.max_payload = max_payload
         self.idle_timeout = idle_timeout
+        self.expiry_budget_ms = _positive("expiry_budget_ms", expiry_budget_ms)
         self.stats = ServerStats()
+        # Checks max_payload by the protocol's own rule, before any client comes.
+        Processor(self.engine, max_payload, self.stats)
         self._connections: set[_Connection] = set()
         self._connections_total = 0
-        self._started = 0.0
-        self._server: asyncio.AbstractServer | None = None
-        self._housekeeping: asyncio.Task | None = None
+        self._started_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._stopped: asyncio.Event | None = None    # set by close()
+        self._drained: asyncio.Event | None = None    # set once closing and no connection is left
+        self._closing = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "serving" if self._listener else "not started"
+        return f"<kvstore.Server {self.host}:{self.port} {state}>"
 
     # -- figures ------------------------------------------------------------
 
     def figures(self) -> dict[str, Any]:
-        """Server figures for INFO (the processor adds calls and bytes)."""
+        """Server figures for INFO; the processor adds calls and bytes in/out."""
+        uptime = time.monotonic() - self._started_at if self._started_at is not None else 0.0
         return {
-            "uptime_s": round(time.monotonic() - self._started, 3) if self._started else 0.0,
+            "uptime_s": round(uptime, 3),
             "connections": len(self._connections),
             "connections_total": self._connections_total,
             "max_payload": self.max_payload,
@@ -119,67 +147,110 @@ class Server:
     def _opened(self, conn: _Connection) -> None:
         self._connections.add(conn)
         self._connections_total += 1
+        conn.quiet_since = self._loop.time() if self._loop else 0.0
+        if self._closing:
+            conn.transport.close()
 
     def _closed(self, conn: _Connection) -> None:
         self._connections.discard(conn)
+        if self._closing and not self._connections and self._drained is not None:
+            self._drained.set()
 
     # -- life cycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen; returns once the socket is bound."""
+        if self._listener is not None:
+            return
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        self._loop = loop
+        self._stopped = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._listener = await loop.create_server(
             lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._started = time.monotonic()
-        self._housekeeping = loop.create_task(self._tick())
-        log.info("kvstore-server listening on %s:%d", self.host, self.port)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        self._started_at = time.monotonic()
+        self._expiry_tick()
+        if self.idle_timeout is not None:
+            self._idle_sweep()
+        log.info("listening on %s:%d", self.host, self.port)
 
     async def serve_forever(self) -> None:
-        if self._server is None:
-            await self.start()
-        try:
-            await self._server.serve_forever()  # type: ignore[union-attr]
-        except asyncio.CancelledError:
-            pass
+        """Start if needed and serve until close() is called."""
+        await self.start()
+        assert self._stopped is not None
+        await self._stopped.wait()
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        """Stop listening and close every connection once its replies are out."""
+        if self._closing:
+            return
+        self._closing = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._listener is not None:
+            self._listener.close()
         for conn in list(self._connections):
-            conn.close()
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
+            conn.transport.close()
+        if self._stopped is not None:
+            self._stopped.set()
+        if self._drained is not None and not self._connections:
+            self._drained.set()
 
     async def wait_closed(self) -> None:
-        if self._server is not None:
-            await self._server.wait_closed()
-        if self._housekeeping is not None:
-            try:
-                await self._housekeeping
-            except asyncio.CancelledError:
-                pass
+        """Wait until the listener and every connection are closed; connections
+        that cannot flush within SHUTDOWN_GRACE_S are dropped."""
+        if self._listener is None or self._drained is None:
+            return
+        await self._listener.wait_closed()
+        try:
+            await asyncio.wait_for(self._drained.wait(), SHUTDOWN_GRACE_S)
+        except asyncio.TimeoutError:
+            for conn in list(self._connections):
+                conn.transport.abort()
+            await self._drained.wait()
 
     async def __aenter__(self) -> Server:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
         await self.wait_closed()
 
-    async def _tick(self) -> None:
-        """Reclaim expired keys and close idle connections."""
-        next_idle_check = time.monotonic()
-        while True:
-            self.engine.purge_expired(TICK_BUDGET_MS)
-            if self.idle_timeout is not None and time.monotonic() >= next_idle_check:
-                self._close_idle()
-                next_idle_check = time.monotonic() + min(1.0, self.idle_timeout / 2)
-            await asyncio.sleep(TICK_BACKLOG_S if self.engine.expiry_backlog else TICK_IDLE_S)
+    # -- housekeeping -----------------------------------------------------------
 
-    def _close_idle(self) -> None:
-        cutoff = time.monotonic() - self.idle_timeout  # type: ignore[operator]
+    def _schedule(self, name: str, delay: float, callback: Any) -> None:
+        if not self._closing:
+            self._timers[name] = self._loop.call_later(delay, callback)  # type: ignore[union-attr]
+
+    def _expiry_tick(self) -> None:
+        try:
+            self.engine.purge_expired(self.expiry_budget_ms)
+        except Exception:
+            log.exception("expiry tick failed")
+        backlog = self.engine.expiry_backlog
+        self._schedule("expiry", EXPIRY_BACKLOG_INTERVAL_S if backlog else EXPIRY_INTERVAL_S,
+                       self._expiry_tick)
+
+    def _idle_sweep(self) -> None:
+        timeout = self.idle_timeout
+        assert timeout is not None and self._loop is not None
+        now = self._loop.time()
         for conn in list(self._connections):
-            if conn.last_active < cutoff:
-                log.info("closing %s: idle for %.0f s", conn.peer, self.idle_timeout)
-                conn.close()
+            received = conn.processor.bytes_received
+            if received != conn.seen_bytes:
+                conn.seen_bytes = received
+                conn.quiet_since = now
+            elif now - conn.quiet_since >= timeout:
+                log.info("closing %s: idle for %g s", conn.peer, timeout)
+                conn.transport.close()
+        self._schedule("idle", timeout / IDLE_CHECKS_PER_TIMEOUT, self._idle_sweep)
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 < value < math.inf):
+        raise InvalidArgumentError(f"{name} must be a positive number, not {value!r}")
+    return float(value)
