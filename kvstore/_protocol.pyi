@@ -1,0 +1,153 @@
+"""Type stubs for kvstore._protocol (compiled): the wire protocol of
+docs/protocol.md. The server runs a Processor per connection; the clients
+encode with RequestWriter and decode with ReplyReader."""
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, final
+
+from kvstore._engine import KeySpace
+
+# Op codes (request frames).
+OP_GET: Final[int]        # 0x01
+OP_SET: Final[int]        # 0x02
+OP_DEL: Final[int]        # 0x03
+OP_EXISTS: Final[int]     # 0x04
+OP_INCR: Final[int]       # 0x05
+OP_DECR: Final[int]       # 0x06
+OP_CAS: Final[int]        # 0x07
+OP_PING: Final[int]       # 0x08
+OP_INFO: Final[int]       # 0x09
+OP_SETNX: Final[int]      # 0x0A
+OP_FLUSH: Final[int]      # 0x0B
+OP_EXPIRE: Final[int]     # 0x0C
+OP_TTL: Final[int]        # 0x0D
+OP_MGET: Final[int]       # 0x0E
+OP_MSET: Final[int]       # 0x0F
+OP_MDEL: Final[int]       # 0x10
+OP_MEXISTS: Final[int]    # 0x11
+
+DEFAULT_PORT: Final[int]          # 16380
+DEFAULT_MAX_PAYLOAD: Final[int]   # 64 MiB: the server's default request payload limit
+MAX_BATCH_KEYS: Final[int]        # 65535: keys in one MGET/MSET/MDEL/MEXISTS frame
+
+@final
+class _Sentinel:
+    """A named marker compared by identity (it pickles as itself)."""
+
+    def __init__(self, name: str) -> None: ...
+    def __reduce__(self) -> str: ...
+
+#: ReplyReader.read's answer to a NULL reply (GET or TTL of a missing key).
+MISSING: Final[_Sentinel]
+#: ReplyReader.read's answer when the next reply has not fully arrived.
+NEED_MORE: Final[_Sentinel]
+
+@final
+class ServerStats:
+    """Counters shared by every connection of one server (for INFO)."""
+
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    def commands(self) -> dict[str, int]:
+        """Frames handled per command name ("GET", "MSET", ..., "UNKNOWN"),
+        for the commands seen so far."""
+
+@final
+class Processor:
+    """The request processor of one connection.
+
+    ``engine`` is the Engine served (not a namespace view). ``max_payload``
+    (1 .. 2**32 - 1 bytes) is the largest request payload; ``stats`` is
+    shared by the connections of one server (a private one when None);
+    ``server_info`` returns the server's own figures for INFO.
+    """
+
+    def __init__(
+        self,
+        engine: KeySpace,
+        max_payload: int = ...,
+        stats: ServerStats | None = None,
+        server_info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None: ...
+    def feed(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Run every complete frame of the input so far (frames cut short
+        wait for the rest) and return all their replies, b"" when none. An
+        unknown op or malformed payload gets an INVALID reply, an engine error
+        an ERROR reply; both leave the connection usable. A header declaring
+        more than max_payload answers INVALID (kind "too_large") and sets
+        framing_lost: nothing after it is read, and later feeds return b""."""
+    @property
+    def framing_lost(self) -> bool:
+        """The connection must be closed (a frame broke the payload limit)."""
+    @property
+    def bytes_received(self) -> int:
+        """Bytes fed to this processor so far."""
+    @property
+    def max_payload(self) -> int: ...
+
+@final
+class RequestWriter:
+    """Request frames for a client. ``prefix`` is the namespace prefix
+    (b"ns:") put before every key; ``max_payload`` the server's limit.
+
+    Each method appends ONE complete frame, or raises and leaves the buffer
+    exactly as it was: InvalidKeyError, UnsupportedValueError,
+    InvalidArgumentError (bad ttl or delta, a batch over MAX_BATCH_KEYS, a
+    bad mset item) or ValueTooLargeError (payload over max_payload). ttl
+    arguments are seconds (None or > 0) converted by the Engine's rule.
+    """
+
+    def __init__(self, prefix: bytes = b"", max_payload: int = ...) -> None: ...
+    def get(self, key: str | bytes) -> None: ...
+    def set(self, key: str | bytes, value: Any, ttl: float | None = None) -> None: ...
+    def setnx(self, key: str | bytes, value: Any, ttl: float | None = None) -> None: ...
+    def delete(self, key: str | bytes) -> None: ...
+    def exists(self, key: str | bytes) -> None: ...
+    def incr(self, key: str | bytes, delta: int = 1) -> None: ...
+    def decr(self, key: str | bytes, delta: int = 1) -> None: ...
+    def cas(self, key: str | bytes, expected: Any, new: Any, ttl: float | None = None) -> None: ...
+    def expire(self, key: str | bytes, ttl: float) -> None: ...
+    def ttl(self, key: str | bytes) -> None: ...
+    def mget(self, keys: Iterable[str | bytes]) -> None: ...
+    def mset(
+        self,
+        pairs: Mapping[str | bytes, Any] | Iterable[tuple[str | bytes, Any]],
+        ttl: float | None = None,
+    ) -> None: ...
+    def mdel(self, keys: Iterable[str | bytes]) -> None: ...
+    def mexists(self, keys: Iterable[str | bytes]) -> None: ...
+    def ping(self) -> None: ...
+    def info(self) -> None: ...
+    def flush(self) -> None:
+        """FLUSH of this writer's prefix (everything when it has none)."""
+    def take(self) -> bytes:
+        """Everything appended since the last take()."""
+    def __len__(self) -> int:
+        """Bytes pending."""
+
+@final
+class ReplyReader:
+    """Replies of one connection, decoded one at a time."""
+
+    def __init__(self) -> None: ...
+    def feed(self, data: bytes | bytearray | memoryview) -> None: ...
+    def read(self, op: int) -> Any:
+        """The next reply decoded as the answer to ``op``:
+
+        GET -> value or MISSING; SET/MSET -> None; SETNX/DEL/EXISTS/EXPIRE ->
+        bool; INCR/DECR -> int; CAS -> bool (False on CAS_FAILED); TTL ->
+        float seconds, None (no expiry) or MISSING; MGET -> list; MDEL -> int;
+        MEXISTS -> list[bool]; PING -> True; INFO -> dict; FLUSH -> int.
+
+        NEED_MORE when the reply is incomplete; InvalidArgumentError for an
+        ``op`` that is not an op code. An ERROR/INVALID reply is
+        consumed and raised as ``errors.error_class(kind)(message)``; a reply
+        that cannot be parsed raises ProtocolError (drop the connection).
+        """
+    def __len__(self) -> int:
+        """Bytes received and not read yet."""
+
+#: Command names by op code (index 0: "UNKNOWN"), as INFO's "calls" uses them.
+_OP_NAMES: tuple[str, ...]
