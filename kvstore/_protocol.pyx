@@ -792,12 +792,12 @@ cdef class RequestWriter:
             self.buf.write_u16(<uint16_t>count)
             self.buf.write_u64(<uint64_t>ttl_ms)
             for pair in items:
-                if type(pair) is not tuple or len(<tuple>pair) != 2:
+                if not isinstance(pair, tuple) or len(pair) != 2:
                     raise InvalidArgumentError(
                         f"mset takes a mapping or (key, value) pairs; item {i} is "
                         f"{type(pair).__name__}")
-                self._key((<tuple>pair)[0])
-                encode_value(self.buf, (<tuple>pair)[1])
+                self._key(pair[0])
+                encode_value(self.buf, pair[1])
                 i += 1
             self._close(length_at)
         except BaseException:
