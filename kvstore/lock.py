@@ -7,7 +7,7 @@ The lock key is in one of three states:
                                            until its ttl runs out
 
     acquire   setnx(key, token, ttl), else cas(key, TOMBSTONE, token, ttl)
-    release   cas(key, token, TOMBSTONE, ttl=1 ms)
+    release   cas(key, token, TOMBSTONE, ttl=TOMBSTONE_TTL)
     extend    cas(key, token, token, ttl)
 
 Each step is one atomic operation on the server, so only the holder of the
@@ -16,7 +16,10 @@ obvious "get, compare, delete" is unsafe: between the get and the delete the
 lease can expire and another holder take it, whose lock the delete would then
 remove. Releasing by swapping the token for a tombstone is atomic instead, and
 since acquire treats the tombstone as free, a released lock is available at
-once; the tombstone itself expires a millisecond later.
+once. The tombstone expires after a minute, only to tidy the key away; it is
+that long because a non-blocking acquire that straddles the instant it
+expires (setnx sees it, cas no longer does) reports the lock as taken, and
+that must stay a rare coincidence, not a sub-millisecond race.
 
 Every acquire draws a new token (``secrets``), so an old holder never acts on
 a later lease. A lost lease is reported, never hidden: release() and extend()
@@ -39,7 +42,7 @@ from kvstore.errors import InvalidArgumentError, LockError, LockNotOwnedError
 __all__ = ["Lock", "AsyncLock"]
 
 TOMBSTONE = None
-TOMBSTONE_TTL = 0.001   # seconds; only tidies the key away, correctness does not need it
+TOMBSTONE_TTL = 60.0    # seconds; tidies the key away (see above for why not less)
 
 _DEFAULT: Any = object()
 
