@@ -52,6 +52,10 @@ cdef enum:
     KEEP_BUFFER_BYTES = 262144
     # Error messages longer than this are cut (they are for people).
     MAX_ERROR_MESSAGE_BYTES = 1024
+    # feed() stops running frames once its replies pass this size and keeps
+    # the rest for later, so pipelined reads of large values cannot build an
+    # output of gigabytes before flow control gets a say.
+    MAX_FEED_OUTPUT_BYTES = 1048576
 
 
 @cython.final
@@ -67,7 +71,9 @@ cdef class Processor:
     # One per connection. feed() runs every complete frame of its input and
     # returns all their replies in one piece. A frame cut by the end of the
     # input waits in `pending` (its header already checked against
-    # max_payload) until the rest arrives.
+    # max_payload) until the rest arrives. When the replies pass
+    # MAX_FEED_OUTPUT_BYTES, the unrun input is held (`_held` from
+    # `_held_pos`) for the next feed; pending is then empty.
     cdef Core core
     cdef object engine                   # the KeySpace that owns core (for info())
     cdef Py_ssize_t max_payload          # largest accepted request payload, bytes
@@ -78,6 +84,9 @@ cdef class Processor:
     cdef object server_info              # callable -> dict of server figures, or None
     cdef readonly bint framing_lost      # a header broke the limit: close the connection
     cdef readonly uint64_t bytes_received  # by this connection (idle detection)
+    cdef bytes _held                     # input with frames not run yet, or None
+    cdef Py_ssize_t _held_pos            # where in _held they start
+    cdef bint _capped                    # the last _run_frames stopped at the output cap
     # The frame being run, so that an exception it raises becomes its reply
     # and the frames after it still run.
     cdef Py_ssize_t _next                # input offset just past the frame

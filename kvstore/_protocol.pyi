@@ -71,13 +71,19 @@ class Processor:
         stats: ServerStats | None = None,
         server_info: Callable[[], dict[str, Any]] | None = None,
     ) -> None: ...
-    def feed(self, data: bytes | bytearray | memoryview) -> bytes:
+    def feed(self, data: bytes | bytearray | memoryview = b"") -> bytes:
         """Run every complete frame of the input so far (frames cut short
         wait for the rest) and return all their replies, b"" when none. An
         unknown op or malformed payload gets an INVALID reply, an engine error
         an ERROR reply; both leave the connection usable. A header declaring
         more than max_payload answers INVALID (kind "too_large") and sets
-        framing_lost: nothing after it is read, and later feeds return b""."""
+        framing_lost: nothing after it is read, and later feeds return b"".
+        Once the replies pass 1 MiB the remaining frames are held
+        (has_backlog) for the next feed, b"" being enough to go on."""
+    @property
+    def has_backlog(self) -> bool:
+        """Frames are held back by the output cap: feed(b"") once the
+        replies so far are written, and read no more input meanwhile."""
     @property
     def framing_lost(self) -> bool:
         """The connection must be closed (a frame broke the payload limit)."""

@@ -210,7 +210,13 @@ cdef class Processor:
     def max_payload(self):
         return self.max_payload
 
-    def feed(self, data):
+    @property
+    def has_backlog(self):
+        """feed() stopped at its output cap with frames left to run: call
+        feed(b"") again once the replies so far are written."""
+        return self._held is not None
+
+    def feed(self, data=b""):
         """Run every complete frame; the replies, to be written in one piece."""
         cdef Py_ssize_t length
         cdef Py_ssize_t used = 0
@@ -220,18 +226,31 @@ cdef class Processor:
             return b""
         if not PyBytes_CheckExact(data):
             data = bytes(data)
-        p = PyBytes_AS_STRING(data)
         length = PyBytes_GET_SIZE(data)
         self.bytes_received += <uint64_t>length
         self.stats.bytes_in += <uint64_t>length
+        if self._held is not None:
+            # Frames an earlier feed left unrun go first. Reading is paused
+            # meanwhile, so joining them with new bytes is the rare case.
+            if length:
+                data = self._held[self._held_pos:] + data
+            else:
+                data, used = self._held, self._held_pos
+            self._held = None
+        p = PyBytes_AS_STRING(data)
+        length = PyBytes_GET_SIZE(data)
         out.clear()
         if self.pending._length:
             used = self._fill_pending(p, length)
         if used < length and not self.framing_lost:
             used += self._process(p + used, length - used)
             if used < length and not self.framing_lost:
-                # An incomplete frame whose header (if whole) passed the limit.
-                self.pending.write_raw(p + used, length - used)
+                if self._capped:
+                    self._held = data
+                    self._held_pos = used
+                else:
+                    # An incomplete frame whose header (if whole) passed the limit.
+                    self.pending.write_raw(p + used, length - used)
         self.stats.bytes_out += <uint64_t>out._length
         result = out.to_bytes()
         if out._size > KEEP_BUFFER_BYTES:
@@ -241,6 +260,7 @@ cdef class Processor:
     cdef Py_ssize_t _process(self, const char* data, Py_ssize_t length) except -1:
         # Frames from data until the first incomplete one; the bytes consumed.
         cdef Py_ssize_t pos = 0
+        self._capped = False
         while True:
             try:
                 return self._run_frames(data, length, pos)
@@ -265,6 +285,10 @@ cdef class Processor:
             self._reply_at = self.out._length
             self._dispatch(<uint8_t>frame[0], frame + HEADER_BYTES, payload_length)
             pos = self._next
+            # Checked after a frame, so every call runs at least one.
+            if self.out._length >= MAX_FEED_OUTPUT_BYTES:
+                self._capped = True
+                break
         return pos
 
     cdef Py_ssize_t _fill_pending(self, const char* data, Py_ssize_t length) except -1:

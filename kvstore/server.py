@@ -43,10 +43,12 @@ SHUTDOWN_GRACE_S = 5.0
 class _Connection(asyncio.Protocol):
     """One client connection: bytes in, the processor's replies out."""
 
-    __slots__ = ("server", "processor", "transport", "peer", "seen_bytes", "quiet_since")
+    __slots__ = ("server", "loop", "processor", "transport", "peer", "seen_bytes",
+                 "quiet_since", "writing_paused")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
+        self.loop = loop
         self.processor = Processor(server.engine, server.max_payload, server.stats,
                                    server.figures)
         self.transport: Any = None
@@ -54,6 +56,7 @@ class _Connection(asyncio.Protocol):
         # For the idle sweep: the processor's byte count when last looked at.
         self.seen_bytes = 0
         self.quiet_since = 0.0
+        self.writing_paused = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -66,23 +69,39 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(self.processor.feed(data))
-        if self.processor.framing_lost:
-            self._lost_framing()
+        if self.processor.framing_lost or self.processor.has_backlog:
+            self._stalled()
 
-    def _lost_framing(self) -> None:
-        # close(), not abort(): the INVALID reply saying why goes out first.
-        # Reading stops at once, so the oversized payload is never read.
-        log.info("closing %s: a frame declared more than %d payload bytes",
-                 self.peer, self.server.max_payload)
-        self.transport.close()
+    def _stalled(self) -> None:
+        if self.processor.framing_lost:
+            # close(), not abort(): the INVALID reply saying why goes out
+            # first. Reading stops at once: the payload is never read.
+            log.info("closing %s: a frame declared more than %d payload bytes",
+                     self.peer, self.server.max_payload)
+            self.transport.close()
+        elif self.processor.has_backlog:
+            # The processor stopped at its output cap: no more requests are
+            # read until the ones it holds are answered.
+            self.transport.pause_reading()
+            if not self.writing_paused:
+                self.loop.call_soon(self._run_backlog)
+        elif not self.writing_paused:
+            self.transport.resume_reading()
+
+    def _run_backlog(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(self.processor.feed(b""))
+            self._stalled()
 
     # Flow control: a client that sends faster than it reads stops being read
     # until its replies have drained.
     def pause_writing(self) -> None:
+        self.writing_paused = True
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.transport.resume_reading()
+        self.writing_paused = False
+        self._stalled()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._closed(self)
@@ -167,7 +186,7 @@ class Server:
         self._stopped = asyncio.Event()
         self._drained = asyncio.Event()
         self._listener = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024)
+            lambda: _Connection(self, loop), self.host, self.port, reuse_address=True, backlog=1024)
         self.port = self._listener.sockets[0].getsockname()[1]
         self._started_at = time.monotonic()
         self._expiry_tick()
