@@ -47,11 +47,11 @@ def _make_app(name: str, backend_url: str):
                     result_serializer="json",
                     broker_transport_options={"polling_interval": BROKER_POLL_S})
 
-    @app.task(name="bench.add")
+    @app.task(name="bench.add", shared=False)
     def add(x, y):
         return x + y
 
-    @app.task(name="bench.total")
+    @app.task(name="bench.total", shared=False)
     def total(values):
         return sum(values)
 

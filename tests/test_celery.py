@@ -27,6 +27,7 @@ from tests.faultproxy import FaultProxy  # noqa: E402
 pytestmark = pytest.mark.server
 
 WAIT_S = 60  # generous upper bound for a result on a loaded CI machine, never reached normally
+POLL_S = 0.02  # .get()'s interval for one result (0.5 s by default)
 RESULT_EXPIRES_S = 600
 FAILURE_EXPIRES_S = 300
 
@@ -40,19 +41,19 @@ def make_app(name: str, url: str, **conf) -> Celery:
                     # An idle memory:// consumer sleeps this long between polls (1 s by default).
                     broker_transport_options={"polling_interval": 0.05}, **conf)
 
-    @app.task(name="kvtest.describe")
+    @app.task(name="kvtest.describe", shared=False)
     def describe(n):
         return {"n": n, "square": n * n, "tags": ["even" if n % 2 == 0 else "odd"]}
 
-    @app.task(name="kvtest.add")
+    @app.task(name="kvtest.add", shared=False)
     def add(x, y):
         return x + y
 
-    @app.task(name="kvtest.total")
+    @app.task(name="kvtest.total", shared=False)
     def total(values):
         return sum(values)
 
-    @app.task(name="kvtest.fail")
+    @app.task(name="kvtest.fail", shared=False)
     def fail_loudly(message):
         raise ValueError(message)
 
@@ -61,6 +62,9 @@ def make_app(name: str, url: str, **conf) -> Celery:
 
 @contextlib.contextmanager
 def running_worker(app: Celery):
+    # One worker at a time: a worker installs its app's task registry in
+    # process-wide state (celery.app.trace), so a second embedded worker
+    # would run the first one's messages with its own tasks.
     with start_worker(app, perform_ping_check=True, shutdown_timeout=30):
         yield app
 
@@ -112,11 +116,15 @@ def backend_url(server) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(backend_url):
-    app = make_app("kvtest", backend_url, result_expires=RESULT_EXPIRES_S,
-                   result_failure_expires=FAILURE_EXPIRES_S)
+def app(backend_url) -> Celery:
+    return make_app("kvtest", backend_url, result_expires=RESULT_EXPIRES_S,
+                    result_failure_expires=FAILURE_EXPIRES_S)
+
+
+@pytest.fixture(scope="class")
+def worker(app):
     with running_worker(app):
-        yield app
+        yield
 
 
 @pytest.fixture
@@ -166,59 +174,56 @@ def test_negative_result_expires_is_a_configuration_error(backend_url):
 
 # -- results through a worker -------------------------------------------------
 
-def test_a_task_returning_a_dict(app):
-    describe = app.tasks["kvtest.describe"]
-    assert describe.delay(7).get(timeout=WAIT_S) == {"n": 7, "square": 49, "tags": ["odd"]}
+@pytest.mark.usefixtures("worker")
+class TestThroughAWorker:
+    def test_a_task_returning_a_dict(self, app):
+        describe = app.tasks["kvtest.describe"]
+        assert describe.delay(7).get(timeout=WAIT_S, interval=POLL_S) == {"n": 7, "square": 49, "tags": ["odd"]}
 
-
-def test_a_group_of_100_is_collected_with_one_mget_and_no_get_per_task(app, stats):
-    describe = app.tasks["kvtest.describe"]
-    result = run_to_completion(group(describe.s(n) for n in range(100)))
-    before = stats.info()
-    values = result.get(timeout=WAIT_S, interval=30)
-    after = stats.info()
-    assert values == [{"n": n, "square": n * n, "tags": ["even" if n % 2 == 0 else "odd"]}
-                      for n in range(100)]
-    # Every task had finished, so a single pass collects them all; with the
-    # 30 s interval, a pass that slept afterwards would also fail on time.
-    assert calls(after, "MGET") - calls(before, "MGET") == 1
-    assert calls(after, "GET") - calls(before, "GET") == 0
-
-
-def test_a_chord_of_10_runs_its_summing_callback_through_incr(app, stats):
-    add, total = app.tasks["kvtest.add"], app.tasks["kvtest.total"]
-    published = []
-
-    def on_publish(sender=None, **_):
-        published.append(sender)
-
-    signals.before_task_publish.connect(on_publish, weak=False)
-    try:
+    def test_a_group_of_100_is_collected_with_one_mget_and_no_get_per_task(self, app, stats):
+        describe = app.tasks["kvtest.describe"]
+        result = run_to_completion(group(describe.s(n) for n in range(100)))
         before = stats.info()
-        assert chord(add.s(n, n) for n in range(10))(total.s()).get(timeout=WAIT_S) == 90
+        values = result.get(timeout=WAIT_S, interval=30)
         after = stats.info()
-    finally:
-        signals.before_task_publish.disconnect(on_publish)
-    assert "celery.chord_unlock" not in published
-    assert calls(after, "INCR") - calls(before, "INCR") == 10
+        assert values == [{"n": n, "square": n * n, "tags": ["even" if n % 2 == 0 else "odd"]}
+                          for n in range(100)]
+        # Every task had finished, so one pass collects them all.
+        assert calls(after, "MGET") - calls(before, "MGET") == 1
+        assert calls(after, "GET") - calls(before, "GET") == 0
 
+    def test_a_chord_of_10_runs_its_summing_callback_through_incr(self, app, stats):
+        add, total = app.tasks["kvtest.add"], app.tasks["kvtest.total"]
+        published = []
 
-def test_results_expire_after_result_expires(app, backend, store):
-    result = app.tasks["kvtest.describe"].delay(3)
-    result.get(timeout=WAIT_S)
-    ttl = store.ttl(backend.get_key_for_task(result.id))
-    assert RESULT_EXPIRES_S - 30 < ttl <= RESULT_EXPIRES_S
+        def on_publish(sender=None, **_):
+            published.append(sender)
 
+        signals.before_task_publish.connect(on_publish, weak=False)
+        try:
+            before = stats.info()
+            assert chord(add.s(n, n) for n in range(10))(total.s()).get(timeout=WAIT_S, interval=POLL_S) == 90
+            after = stats.info()
+        finally:
+            signals.before_task_publish.disconnect(on_publish)
+        assert "celery.chord_unlock" not in published
+        assert calls(after, "INCR") - calls(before, "INCR") == 10
 
-def test_a_failing_task_brings_back_its_exception_and_traceback(app, backend, store):
-    result = app.tasks["kvtest.fail"].delay("kaboom 42")
-    with pytest.raises(ValueError, match="kaboom 42"):
-        result.get(timeout=WAIT_S)
-    assert result.state == states.FAILURE
-    assert "fail_loudly" in result.traceback
-    assert "ValueError: kaboom 42" in result.traceback
-    ttl = store.ttl(backend.get_key_for_task(result.id))
-    assert FAILURE_EXPIRES_S - 30 < ttl <= FAILURE_EXPIRES_S
+    def test_results_expire_after_result_expires(self, app, backend, store):
+        result = app.tasks["kvtest.describe"].delay(3)
+        result.get(timeout=WAIT_S, interval=POLL_S)
+        ttl = store.ttl(backend.get_key_for_task(result.id))
+        assert RESULT_EXPIRES_S - 30 < ttl <= RESULT_EXPIRES_S
+
+    def test_a_failing_task_brings_back_its_exception_and_traceback(self, app, backend, store):
+        result = app.tasks["kvtest.fail"].delay("kaboom 42")
+        with pytest.raises(ValueError, match="kaboom 42"):
+            result.get(timeout=WAIT_S, interval=POLL_S)
+        assert result.state == states.FAILURE
+        assert "fail_loudly" in result.traceback
+        assert "ValueError: kaboom 42" in result.traceback
+        ttl = store.ttl(backend.get_key_for_task(result.id))
+        assert FAILURE_EXPIRES_S - 30 < ttl <= FAILURE_EXPIRES_S
 
 
 def test_a_chord_completes_when_results_never_expire(backend_url, store):
@@ -227,7 +232,7 @@ def test_a_chord_completes_when_results_never_expire(backend_url, store):
         add, total = app.tasks["kvtest.add"], app.tasks["kvtest.total"]
         header = group(add.s(n, 1) for n in range(10))
         result = chord(header)(total.s())
-        assert result.get(timeout=WAIT_S) == 55
+        assert result.get(timeout=WAIT_S, interval=POLL_S) == 55
         assert store.exists(app.backend.get_key_for_task(result.id))
         assert store.ttl(app.backend.get_key_for_task(result.id)) is None
 
@@ -240,9 +245,8 @@ def test_the_backend_pickles_with_its_url_and_expiry(app, backend):
     assert type(clone) is KvStoreBackend
     assert (clone.url, clone.expires) == (backend.url, RESULT_EXPIRES_S)
     assert clone.pool is backend.pool
-    result = app.tasks["kvtest.add"].delay(20, 22)
-    result.get(timeout=WAIT_S)
-    assert clone.get_task_meta(result.id)["result"] == 42
+    backend.store_result("pickled-task", 42, states.SUCCESS)
+    assert clone.get_task_meta("pickled-task")["result"] == 42
 
 
 def test_backends_of_one_url_share_a_pool_and_a_forked_child_builds_its_own(app, backend, store):
@@ -319,7 +323,8 @@ def test_get_many_keeps_polling_until_a_late_result_arrives(backend):
     assert [meta["result"] for meta in messages] == ["early", "late"]
 
 
-def test_get_many_serves_cached_results_without_asking_the_server(backend, stats):
+def test_get_many_serves_cached_results_without_asking_the_server(backend_url, stats):
+    backend = make_app("cached", backend_url, result_cache_max=10).backend  # off by default
     store_success(backend, "gm-cached", "c")
     list(backend.get_many(["gm-cached"]))
     before = stats.info()
@@ -332,10 +337,13 @@ def test_get_many_times_out_on_a_task_that_never_finishes(backend):
         list(backend.get_many(["gm-never"], timeout=0.05, interval=0.01))
 
 
-def test_get_many_stops_after_max_iterations(backend):
+def test_get_many_stops_after_max_iterations_without_a_last_sleep(backend):
     store_success(backend, "gm-one", 1)
-    got = list(backend.get_many(["gm-one", "gm-missing"], max_iterations=1, interval=30))
+    intervals = []
+    got = list(backend.get_many(["gm-one", "gm-missing"], max_iterations=1, interval=30,
+                                on_interval=lambda: intervals.append(1)))
     assert [task_id for task_id, _ in got] == ["gm-one"]
+    assert intervals == []  # on_interval comes right before each sleep
 
 
 # -- retries -------------------------------------------------------------------

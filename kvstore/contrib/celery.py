@@ -128,6 +128,8 @@ class KvStoreBackend(KeyValueStoreBackend):
 
     connection_errors = (KvConnectionError,)
 
+    expires: float | None  # seconds, set by Celery's Backend.__init__
+
     def __init__(self, url: str | None = None, **kwargs) -> None:
         super().__init__(url=url, **kwargs)
         conf = self.app.conf
