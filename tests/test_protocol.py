@@ -9,6 +9,7 @@ the writer. Runs under AddressSanitizer in CI (.ci/run).
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -145,6 +146,48 @@ def test_set_request_bytes_match_the_document():
     writer.set("foo", 42)
     assert writer.take() == bytes.fromhex(
         "02 00000016 0003 666f6f 0000000000000000 01 000000000000002a")
+
+
+# ---------------------------------------------------------------- docs/protocol.md
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+
+
+def _wire_blocks() -> list[list[tuple[bytes, bytes]]]:
+    """Each ```wire block of the document as (requests, expected replies)
+    exchanges: consecutive C: lines, then the S: lines answering them."""
+    blocks, block, inside = [], [], False
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside = line == "```wire"
+            if not inside and block:
+                blocks.append(block)
+                block = []
+            continue
+        if not inside or not line.strip():
+            continue
+        side, _, rest = line.partition(":")
+        data = bytes.fromhex(rest.split("#", 1)[0].replace("|", ""))
+        if side == "C":
+            if not block or block[-1][1]:
+                block.append((b"", b""))
+            block[-1] = (block[-1][0] + data, block[-1][1])
+        else:
+            assert side == "S" and block, line
+            block[-1] = (block[-1][0], block[-1][1] + data)
+    return blocks
+
+
+@pytest.mark.parametrize("block", _wire_blocks())
+def test_every_wire_example_of_the_document_replays_byte_for_byte(block, clock):
+    proc = Processor(kvstore.Engine(clock=clock))   # frozen: ttls do not count down
+    for requests, expected in block:
+        assert proc.feed(requests) == expected
+
+
+def test_the_document_has_wire_examples():
+    assert len(_wire_blocks()) >= 10
 
 
 # ---------------------------------------------------------------- every op
