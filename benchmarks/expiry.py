@@ -1,6 +1,6 @@
 """Reclaiming expired keys: total cost, and the longest single call meanwhile.
 
-MEMORY_KEYS keys get ttl = 1 s; then the clock passes their deadline and a
+MEMORY_KEYS keys get one deadline 1 s away; then the clock passes it and a
 driver makes calls until every entry is reclaimed:
 
 - ``purge``: ``purge_expired()`` back to back, as a server's expiry tick does
@@ -28,12 +28,19 @@ _FILL_CHUNK = 10_000
 _TIMEOUT_S = 120.0
 
 
-def fill_expiring(engine, n: int, ttl_s: float = TTL_S) -> None:
-    """n keys expiring in ttl_s, plus one key that never expires."""
+def fill_expiring(engine, n: int, deadline: float, clock: Callable[[], float]) -> None:
+    """n keys that all expire at deadline (on clock), plus one that never does.
+
+    Each chunk's ttl is what is left until the deadline, so the keys expire
+    together however long the fill takes: the hard case for a reclaimer.
+    """
     value = b"v" * VALUE_BYTES
     engine.set(LIVE_KEY, value)
     for start in range(0, n, _FILL_CHUNK):
-        engine.mset([(key(i), value) for i in range(start, min(n, start + _FILL_CHUNK))], ttl=ttl_s)
+        ttl = deadline - clock()
+        if ttl < 0.01:
+            raise RuntimeError(f"filling {n} keys took longer than their ttl")
+        engine.mset([(key(i), value) for i in range(start, min(n, start + _FILL_CHUNK))], ttl=ttl)
 
 
 @dataclass
@@ -86,11 +93,11 @@ def reclaim(engine, driver: str, deadline: float, clock: Callable[[], float]) ->
 
 
 def reclaim_real_time(n: int, driver: str) -> tuple[float, ReclaimResult]:
-    """compare.py's version, on the real clock: (seconds from the last key's
+    """compare.py's version, on the real clock: (seconds from the keys'
     deadline until everything was reclaimed, the full result)."""
     engine = require_kvstore("Engine")()
-    fill_expiring(engine, n)
-    deadline = time.monotonic() + TTL_S  # every key was set before now
+    deadline = time.monotonic() + TTL_S
+    fill_expiring(engine, n, deadline, time.monotonic)
     result = reclaim(engine, driver, deadline, time.monotonic)
     return result.done_at - deadline, result
 
@@ -108,7 +115,7 @@ def first_call_after_deadline(n: int, call: str) -> float:
     and nothing has reclaimed them yet (fake clock)."""
     clock = FakeClock()
     engine = require_kvstore("Engine")(clock=clock)
-    fill_expiring(engine, n)
+    fill_expiring(engine, n, clock() + TTL_S, clock)
     clock.tick(TTL_S * 2)
     fn = {"get": lambda: engine.get(LIVE_KEY), "len": lambda: len(engine), "info": engine.info}[call]
     t0 = time.perf_counter()
@@ -128,8 +135,8 @@ class Reclaim:
     def setup(self, driver):
         self.clock = FakeClock()
         self.engine = require_kvstore("Engine")(clock=self.clock)
-        fill_expiring(self.engine, MEMORY_KEYS)
         self.deadline = self.clock() + TTL_S
+        fill_expiring(self.engine, MEMORY_KEYS, self.deadline, self.clock)
         self.clock.tick(TTL_S * 2)
 
     def time_reclaim(self, driver):
