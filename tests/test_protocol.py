@@ -8,7 +8,11 @@ the writer. Runs under AddressSanitizer in CI (.ci/run).
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,7 +57,9 @@ from kvstore.errors import (
     UnsupportedValueError,
     ValueTooLargeError,
     WrongTypeError,
+    error_class,
 )
+from tests.conftest import FakeClock
 from tests.strategies import INT64_MAX, INT64_MIN, keys, same_value, small_keys, values
 
 OK, NULL, ERROR, INVALID, CAS_FAILED = range(5)
@@ -876,3 +882,300 @@ def test_any_valid_key_round_trips(k):
     remote = Remote(engine)
     remote.call("set", OP_SET, k, 1)
     assert engine.get(k) == 1
+
+
+# ---------------------------------------------------------------- refusals: exact kind, nothing changed
+
+
+_PRELOAD = {"k": 1, "s": "text", "max": INT64_MAX, "min": INT64_MIN}
+_TOO_DEEP = b"\x06\x00\x00\x00\x01" * 129 + b"\x00"
+
+# name: (request, status, kind). Each leaves the engine exactly as it was.
+REFUSED = {
+    "SET truncated ttl": (frame(OP_SET, key("k") + b"\x00\x00\x00"), INVALID, "protocol"),
+    "SET truncated int": (frame(OP_SET, key("k") + u64(0) + b"\x01\x00\x00"), INVALID,
+                          "protocol"),
+    "SET map key not UTF-8": (frame(OP_SET, key("k") + u64(0) + b"\x07" + struct.pack(">I", 1)
+                                    + u16(1) + b"\xff\x00"), INVALID, "protocol"),
+    "SET nested 129 deep": (frame(OP_SET, key("k") + u64(0) + _TOO_DEEP), INVALID, "protocol"),
+    "SET ttl all ones": (frame(OP_SET, key("k") + b"\xff" * 8 + enc(2)), INVALID,
+                         "invalid_argument"),
+    "SETNX empty key": (frame(OP_SETNX, u16(0) + u64(0) + enc(2)), INVALID, "invalid_key"),
+    "DEL empty key": (frame(OP_DEL, u16(0)), INVALID, "invalid_key"),
+    "EXPIRE ttl over the limit": (frame(OP_EXPIRE, key("k") + u64(MAX_TTL_MS + 1)), INVALID,
+                                  "invalid_argument"),
+    "DECR past INT64_MIN": (frame(OP_DECR, key("min") + i64(1)), ERROR, "overflow"),
+    "DECR by INT64_MIN": (frame(OP_DECR, key("k") + i64(INT64_MIN)), ERROR, "overflow"),
+    "INCR on a str": (frame(OP_INCR, key("s") + i64(1)), ERROR, "wrong_type"),
+    "CAS bad expected value": (frame(OP_CAS, key("k") + u64(0) + b"\x08\x07" + enc(2)), INVALID,
+                               "protocol"),
+    "CAS ttl over the limit": (frame(OP_CAS, key("k") + u64(MAX_TTL_MS + 1) + enc(1) + enc(2)),
+                               INVALID, "invalid_argument"),
+    "TTL trailing byte": (frame(OP_TTL, key("k") + b"\x00"), INVALID, "protocol"),
+    "MGET empty key last": (frame(OP_MGET, u16(2) + key("kkkk") + u16(0) + b"\x00" * 3),
+                            INVALID, "invalid_key"),
+    "MSET ttl over the limit": (frame(OP_MSET, u16(1) + u64(MAX_TTL_MS + 1) + key("k") + enc(5)),
+                                INVALID, "invalid_argument"),
+    "MSET trailing byte": (frame(OP_MSET, u16(1) + u64(0) + key("k") + enc(5) + b"\x00"),
+                           INVALID, "protocol"),
+    "MSET count under the items": (frame(OP_MSET, u16(1) + u64(0) + key("k") + enc(5)
+                                         + key("s") + enc(6)), INVALID, "protocol"),
+    "MDEL empty key last": (frame(OP_MDEL, u16(2) + key("k") + u16(0) + b"\x00" * 3), INVALID,
+                            "invalid_key"),
+    "MEXISTS trailing byte": (frame(OP_MEXISTS, u16(1) + key("k") + b"\x00"), INVALID,
+                              "protocol"),
+    "FLUSH trailing byte": (frame(OP_FLUSH, u16(0) + b"\x00"), INVALID, "protocol"),
+    "FLUSH without payload": (frame(OP_FLUSH), INVALID, "protocol"),
+}
+
+
+def _state(engine: kvstore.Engine) -> tuple:
+    names = [*_PRELOAD, "x"]
+    return (len(engine), engine.info()["writes"],
+            [(enc(engine.get(n)) if engine.exists(n) else None, engine.ttl(n)) for n in names])
+
+
+@pytest.mark.parametrize("request_bytes, status, kind", REFUSED.values(), ids=REFUSED.keys())
+def test_refused_request_names_its_kind_and_changes_nothing(request_bytes, status, kind):
+    engine = kvstore.Engine()
+    engine.mset(_PRELOAD)
+    before = _state(engine)
+    (refused, refused_payload), after = run(Processor(engine), request_bytes,
+                                            frame(OP_GET, key("k")))
+    assert refused == status and error_of(refused_payload)[0] == kind
+    assert error_class(kind).kind == kind
+    assert after == (OK, enc(1))
+    assert _state(engine) == before
+    engine._check()
+
+
+# ---------------------------------------------------------------- fuzz: one reply per frame
+
+
+def _complete_frames(stream: bytes, max_payload: int) -> tuple[list[int], bool]:
+    """Ops of the frames a processor must answer, and whether a header over
+    max_payload ends the stream."""
+    ops, pos = [], 0
+    while len(stream) - pos >= 5:
+        op, length = struct.unpack_from(">BI", stream, pos)
+        if length > max_payload:
+            return ops, True
+        if pos + 5 + length > len(stream):
+            break
+        ops.append(op)
+        pos += 5 + length
+    return ops, False
+
+
+# Frames with a true length and a random op and payload reach every payload
+# parser, where random bytes mostly stop at the payload limit.
+_framed_garbage = st.lists(
+    st.tuples(st.integers(0, 0x13), st.binary(max_size=40)), min_size=1, max_size=8,
+).map(lambda frames: b"".join(frame(op, payload) for op, payload in frames))
+
+_mutated_stream = st.builds(lambda requests, mutations: _mutate(_encode(requests), mutations),
+                            st.lists(_request, min_size=1, max_size=6),
+                            st.lists(_mutation, min_size=1, max_size=3))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=st.one_of(_framed_garbage, _mutated_stream),
+       cuts=st.lists(st.integers(0, 400), max_size=3))
+def test_every_complete_frame_gets_exactly_one_reply(stream, cuts):
+    engine, stats = _fuzz_engine(), ServerStats()
+    proc = Processor(engine, 4096, stats)
+    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
+    out = b"".join(proc.feed(stream[a:b]) for a, b in zip(bounds, bounds[1:]))
+    _check_survived(engine, stats, out)
+    ops, lost = _complete_frames(stream, 4096)
+    answered = replies(out)
+    assert proc.framing_lost == lost
+    assert len(answered) == len(ops) + lost
+    for op, (status, payload) in zip(ops, answered):
+        if status in (ERROR, INVALID):
+            kind = error_of(payload)[0]
+            assert error_class(kind).kind == kind, f"unregistered kind {kind!r}"
+        if not OP_GET <= op <= OP_MEXISTS:
+            assert status == INVALID
+    if lost:
+        assert answered[-1][0] == INVALID and error_of(answered[-1][1])[0] == "too_large"
+
+
+# ---------------------------------------------------------------- over the limit: nothing buffered
+
+
+def _heap_in_use() -> int:
+    """Bytes glibc has handed out, small and mmap'd blocks (0 when unknown)."""
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):
+        return 0
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+                    .split()]
+
+    libc.mallinfo2.restype = MallInfo2
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
+def test_payload_after_a_header_over_the_limit_is_not_kept_in_memory(engine):
+    header = bytes([OP_SET]) + struct.pack(">I", 2 << 20)
+    payload = b"x" * (1 << 20)
+
+    def growth(max_payload: int) -> tuple[int, Processor]:
+        proc = Processor(engine, max_payload)
+        start = _heap_in_use()
+        proc.feed(header)
+        proc.feed(payload)
+        return _heap_in_use() - start, proc
+
+    # Control: the start of a frame under the limit is kept until it is whole,
+    # and the allocator statistics see it.
+    kept, proc = growth(4 << 20)
+    if kept < len(payload):
+        pytest.skip("malloc statistics unavailable (not glibc, or a sanitizer build)")
+    assert not proc.framing_lost
+    kept, proc = growth(1 << 20)
+    assert proc.framing_lost
+    assert kept < 64 * 1024
+
+
+# ---------------------------------------------------------------- wire vs Engine, bad arguments included
+
+
+# What the Engine refuses, the client side must refuse with the same class
+# (before sending, or through the error reply).
+_BAD_KEYS = st.sampled_from([b"", "", b"k" * 65536, "\ud800", 5, None, ["a"]])
+_BAD_VALUES = st.sampled_from([{1: 2}, {"a": {3}}, 2**63, object(), [1, INT64_MIN - 1]])
+_BAD_TTLS = st.sampled_from([0, -1, 0.0, 2**40, float("nan"), float("inf"), "1", True])
+_BAD_DELTAS = st.sampled_from([2**63, -(2**63) - 1, 1.0, True, None])
+_TTLS = st.one_of(st.none(), st.integers(1, 5000).map(lambda ms: ms / 1000))
+_SOME_KEYS = st.lists(small_keys, max_size=4)
+_PAIRS = st.lists(st.tuples(small_keys, values), max_size=3)
+
+
+def _spoiled_list(items, bad):
+    return st.tuples(items, bad, st.integers(0, 4)).map(
+        lambda t: t[0][:t[2]] + [t[1]] + t[0][t[2]:])
+
+
+# name: (good argument strategies, {argument index: bad strategy})
+_CALLS = {
+    "get": ([small_keys], {0: _BAD_KEYS}),
+    "exists": ([small_keys], {0: _BAD_KEYS}),
+    "delete": ([small_keys], {0: _BAD_KEYS}),
+    "ttl": ([small_keys], {0: _BAD_KEYS}),
+    "set": ([small_keys, values, _TTLS], {0: _BAD_KEYS, 1: _BAD_VALUES, 2: _BAD_TTLS}),
+    "setnx": ([small_keys, values, _TTLS], {0: _BAD_KEYS, 1: _BAD_VALUES, 2: _BAD_TTLS}),
+    "cas": ([small_keys, values, values, _TTLS],
+            {0: _BAD_KEYS, 1: _BAD_VALUES, 2: _BAD_VALUES, 3: _BAD_TTLS}),
+    "incr": ([small_keys, st.one_of(st.integers(-3, 3), st.integers(INT64_MIN, INT64_MAX))],
+             {0: _BAD_KEYS, 1: _BAD_DELTAS}),
+    "decr": ([small_keys, st.integers(-3, 3)], {0: _BAD_KEYS, 1: _BAD_DELTAS}),
+    "expire": ([small_keys, st.integers(1, 5000).map(lambda ms: ms / 1000)],
+               {0: _BAD_KEYS, 1: st.one_of(_BAD_TTLS, st.none())}),
+    "mget": ([_SOME_KEYS], {0: st.one_of(_spoiled_list(_SOME_KEYS, _BAD_KEYS), st.just("ab"))}),
+    "mexists": ([_SOME_KEYS], {0: _spoiled_list(_SOME_KEYS, _BAD_KEYS)}),
+    "mdel": ([_SOME_KEYS], {0: _spoiled_list(_SOME_KEYS, _BAD_KEYS)}),
+    "mset": ([_PAIRS, _TTLS], {
+        0: st.one_of(_spoiled_list(_PAIRS, st.tuples(_BAD_KEYS, values)),
+                     _spoiled_list(_PAIRS, st.tuples(small_keys, _BAD_VALUES))),
+        1: _BAD_TTLS}),
+    "flush": ([], {}),
+}
+
+
+@st.composite
+def _engine_call(draw) -> tuple:
+    """A call with good arguments, or (one time in three) exactly one bad one:
+    with two, Engine and client may legitimately complain about either."""
+    name = draw(st.sampled_from(sorted(_CALLS)))
+    good, bad = _CALLS[name]
+    args = [draw(strategy) for strategy in good]
+    if bad and draw(st.integers(0, 2)) == 0:
+        index = draw(st.sampled_from(sorted(bad)))
+        args[index] = draw(bad[index])
+    return (name, *args)
+
+
+def _engine_answer(engine: kvstore.Engine, name: str, args: list) -> object:
+    # ReplyReader tells a missing key (MISSING) from a stored None / no ttl.
+    if name == "get":
+        return engine.get(args[0], MISSING)
+    if name == "ttl":
+        remaining = engine.ttl(args[0])
+        return MISSING if remaining is None and not engine.exists(args[0]) else remaining
+    return getattr(engine, name)(*args)
+
+
+def _result(call) -> tuple[str, object]:
+    try:
+        return "returned", call()
+    except KvError as exc:
+        return "raised", type(exc)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.one_of(_engine_call(), st.sampled_from([0.001, 0.75, 30.0])),
+                      min_size=1, max_size=15),
+       chunk=st.integers(1, 48))
+def test_pipelined_wire_calls_answer_and_refuse_as_the_engine_does(steps, chunk):
+    clock = FakeClock()
+    direct, served = kvstore.Engine(clock=clock), kvstore.Engine(clock=clock)
+    processor, writer, reader = Processor(served), RequestWriter(), ReplyReader()
+    in_flight: list[tuple[tuple, tuple[str, object]]] = []
+
+    def exchange() -> None:
+        # Everything written so far goes out pipelined, in pieces of `chunk`.
+        data = writer.take()
+        for at in range(0, len(data), chunk):
+            reader.feed(processor.feed(data[at:at + chunk]))
+        for call, expected in in_flight:
+            got = _result(lambda: reader.read(_OPS[call[0]]))
+            assert got[0] == expected[0] and same_value(got[1], expected[1]), (call, got, expected)
+        assert len(reader) == 0
+        in_flight.clear()
+
+    for step in steps:
+        if isinstance(step, float):
+            exchange()
+            clock.tick(step)
+            continue
+        name, *args = step
+        expected = _result(lambda: _engine_answer(direct, name, args))
+        before = len(writer)
+        written = _result(lambda: getattr(writer, name)(*args))
+        if written[0] == "raised":
+            assert written == expected, (step, written, expected)
+            assert len(writer) == before, "a refused call leaves nothing to send"
+        else:
+            in_flight.append((step, expected))
+    exchange()
+    direct._check()
+    served._check()
+    assert len(direct) == len(served)
+
+
+# ---------------------------------------------------------------- the typed stub
+
+
+# Cython's pickling helpers and doctest table: runtime names with no API.
+_STUBTEST_ALLOWLIST = r"""
+kvstore\._protocol\.(\w+\.)?__(reduce|setstate)_cython__
+kvstore\._protocol\.__test__
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+def test_stub_matches_the_compiled_module(tmp_path):
+    (tmp_path / "allowlist").write_text(_STUBTEST_ALLOWLIST)
+    (tmp_path / "mypy.ini").write_text(f"[mypy]\ncache_dir = {tmp_path / 'cache'}\n")
+    # From the source tree, where mypy finds kvstore/_protocol.pyi next to the module.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "kvstore._protocol",
+         "--allowlist", str(tmp_path / "allowlist"), "--mypy-config-file",
+         str(tmp_path / "mypy.ini")],
+        cwd=DOC.parents[1], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
