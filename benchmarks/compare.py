@@ -88,7 +88,7 @@ class Sizes:
 
     @classmethod
     def full(cls) -> Sizes:
-        return cls(100_000, 1_000, 100_000, 100, 1_000_000, 10_000, 3_000, 200, 1.5, 5)
+        return cls(100_000, 1_000, 100_000, 100, 1_000_000, 10_000, 2_000, 150, 1.0, 9)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -826,7 +826,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-memory", action="store_true",
                         help="leave out the one-shot memory and expiry rows")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repeats per timed row (default 5, quick 2)")
+                        help="interleaved repeats per timed row (default 9, quick 2)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"),
                         help="folder for comparison.json/.md and the charts")
     parser.add_argument("--update-docs", action="store_true",
@@ -861,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
             log("memory and expiry (one run each, fresh processes) ...")
             one_shot_rows = memory_rows(sizes, missing, servers.redis_client, Probes())
             run_once(one_shot_rows)
+    machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     ordered = [r for r in timed_rows if r.section == IN_PROCESS] + one_shot_rows + \
         [r for r in timed_rows if r.section != IN_PROCESS]
     settings = {"repeats": repeats, "quick": args.quick, "skip_network": args.skip_network,

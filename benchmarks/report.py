@@ -166,10 +166,10 @@ def render_charts(results: dict[str, Any], out_dir: str) -> list[str]:
         plt.close(fig)
         paths.append(path)
 
-    rated = [(f"{row['section']}: {row['title']}", ratio(row)) for row in results["rows"]]
+    rated = [(f"{row['section'].split(' (')[0]}: {row['title']}", ratio(row)) for row in results["rows"]]
     rated = [(label, r) for label, r in rated if r is not None]
     if rated:
-        fig, ax = plt.subplots(figsize=(9, 0.9 + 0.3 * len(rated)))
+        fig, ax = plt.subplots(figsize=(10, 0.9 + 0.3 * len(rated)))
         labels = [label for label, _ in rated][::-1]
         values = [r for _, r in rated][::-1]
         ax.barh(labels, values, color=["#188038" if v >= 1 else "#d93025" for v in values])
