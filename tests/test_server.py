@@ -411,6 +411,33 @@ def test_embedded_server_serves_the_engine_it_is_given(loop):
     loop.run_until_complete(main())
 
 
+def test_embedded_server_serves_client_and_async_client(loop):
+    engine = kvstore.Engine()
+    engine.set("outside", 1)
+
+    def blocking_client(url: str) -> list:
+        with kvstore.Client.connect(url) as client:
+            assert client.incr("n", 5) == 5
+            return client.mget(["a", "n", "missing"])
+
+    async def main():
+        async with kvstore.Server(engine, port=0) as server:
+            url = f"127.0.0.1:{server.port}/embedded"
+            client = await kvstore.AsyncClient.connect(url)
+            await client.set("a", {"x": [1, 2.5]}, ttl=30)
+            assert await client.get("a") == {"x": [1, 2.5]}
+            # A blocking Client in a worker thread, served by this same loop.
+            answers = await asyncio.get_running_loop().run_in_executor(
+                None, blocking_client, url)
+            assert answers == [{"x": [1, 2.5]}, 5, None]
+            assert engine.get("embedded:n") == 5 and 0 < engine.ttl("embedded:a") <= 30
+            assert await client.flush() == 2
+            await client.close()
+        assert engine.get("outside") == 1 and len(engine) == 1
+
+    loop.run_until_complete(main())
+
+
 def test_close_ends_every_connection_and_stops_listening(loop):
     async def main():
         server = kvstore.Server(port=0)
