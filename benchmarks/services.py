@@ -115,10 +115,14 @@ class Service:
 
 
 def start_kvstore(*extra: str) -> Service:
+    # Started in a scratch directory: `python -m` puts the working directory
+    # first on sys.path, and in a source checkout that would be the
+    # uncompiled kvstore/ instead of the installed one.
     port = free_port()
+    workdir = tempfile.mkdtemp(prefix="kvbench-kvstore-")
     argv = [sys.executable, "-m", "kvstore", "--bind", f"127.0.0.1:{port}",
             "--log-level", "warning", *extra]
-    return Service("kvstore-server", argv, port)
+    return Service("kvstore-server", argv, port, workdir)
 
 
 def redis_available() -> bool:
