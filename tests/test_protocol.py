@@ -1179,3 +1179,60 @@ def test_stub_matches_the_compiled_module(tmp_path):
          str(tmp_path / "mypy.ini")],
         cwd=DOC.parents[1], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- the output cap of one feed
+
+
+_FEED_CAP_BYTES = 1 << 20          # docs/protocol.md, "Connection behaviour"
+_LARGE = b"v" * 300_000
+_CAPPED_REQUESTS = {
+    "get": lambda w: w.get("large"),
+    "mget": lambda w: w.mget(["large", "n", "large"]),
+    "incr": lambda w: w.incr("n"),
+    "ping": lambda w: w.ping(),
+}
+
+
+def _drained(proc: Processor) -> list[bytes]:
+    pieces = []
+    while proc.has_backlog:
+        pieces.append(proc.feed(b""))
+    return pieces
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests=st.lists(st.sampled_from(sorted(_CAPPED_REQUESTS)), min_size=1, max_size=24),
+       tail=st.sampled_from([b"", frame(0x99, b"?"), b"\x02\xff\xff\xff\xff", PING[:3]]),
+       cuts=st.lists(st.integers(0, 1 << 23), max_size=4),
+       drain_after=st.lists(st.booleans(), min_size=5, max_size=5))
+def test_output_cap_holds_frames_back_without_changing_any_reply(requests, tail, cuts, drain_after):
+    writer = RequestWriter()
+    for name in requests:
+        _CAPPED_REQUESTS[name](writer)
+    stream = writer.take() + tail
+
+    def fresh() -> Processor:
+        engine = kvstore.Engine()
+        engine.set("large", _LARGE)
+        return Processor(engine)
+
+    whole = fresh()
+    pieces = [whole.feed(stream), *_drained(whole)]
+    # The largest single reply is an MGET of two large values.
+    assert all(len(piece) < _FEED_CAP_BYTES + 2 * len(_LARGE) + 64 for piece in pieces)
+    if sum(map(len, pieces)) > _FEED_CAP_BYTES + 2 * len(_LARGE) + 64:
+        assert len(pieces) > 1, "the cap held frames back"
+
+    split = fresh()
+    bounds = [0, *sorted(c for c in cuts if c < len(stream)), len(stream)]
+    got = []
+    for index, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        got.append(split.feed(stream[start:end]))
+        if drain_after[index]:
+            got += _drained(split)
+    got += _drained(split)
+    assert b"".join(got) == b"".join(pieces)
+    assert split.framing_lost == whole.framing_lost
+    assert split.bytes_received == len(stream) or split.framing_lost
+    assert split.feed(b"") == b""
