@@ -333,6 +333,23 @@ def test_max_payload_option_sets_the_frame_limit():
         proc.stdout.close()
 
 
+def test_idle_timeout_option_closes_idle_connections():
+    proc, port = _start("--idle-timeout", "0.5")
+    try:
+        idle = Raw("127.0.0.1", port)
+        assert idle.call(PING) == [(OK, b"")]
+        # Closed by the server: recv sees the end well before the socket timeout.
+        assert idle.read_until_closed() == b""
+        idle.close()
+        fresh = Raw("127.0.0.1", port)
+        assert fresh.call(PING) == [(OK, b"")]
+        fresh.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(IO_TIMEOUT_S) == 0
+        proc.stdout.close()
+
+
 @pytest.mark.parametrize("args, code", [
     (["--max-payload", "0"], 2),
     (["--max-payload", "lots"], 2),
