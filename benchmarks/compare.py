@@ -112,6 +112,7 @@ class Row:
     higher_is_better: bool
     contenders: list[Contender]
     one_shot: bool = False
+    same_core: bool = False   # client and servers share one CPU while sampled (see Placement)
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -632,32 +633,32 @@ def network_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
     floor_note = ("raw socket: pre-encoded requests and a blocking read of the known reply size, "
                   "the floor of any Python client.")
     return [
-        Row(NETWORK, "GET", "ops/s", True, [
+        Row(NETWORK, "GET", "ops/s", True, same_core=True, contenders=[
             c("kvstore", SUBJECT, kv, lambda: rate(each(kv.get, ops), len(ops)), "kvstore-server"),
             c("redis-py", ANCHOR, rd, lambda: rate(each(rd.get, ops), len(ops)), "redis-server"),
             c("pymemcache", ANCHOR, mc, lambda: rate(each(mc.get, ops), len(ops)), "memcached"),
             c("raw socket → Redis", REFERENCE, sv.redis_raw, redis_raw_get, "redis-server"),
             c("raw socket → kvstore", REFERENCE, sv.kv_raw, kv_raw_get, "kvstore-server"),
         ], note=floor_note),
-        Row(NETWORK, "SET", "ops/s", True, [
+        Row(NETWORK, "SET", "ops/s", True, same_core=True, contenders=[
             c("kvstore", SUBJECT, kv, lambda: rate(each_pair(kv.set, pairs), len(pairs)), "kvstore-server"),
             c("redis-py", ANCHOR, rd, lambda: rate(each_pair(rd.set, pairs), len(pairs)), "redis-server"),
             c("pymemcache", ANCHOR, mc, lambda: rate(each_pair(mc.set, pairs), len(pairs)), "memcached"),
             c("raw socket → Redis", REFERENCE, sv.redis_raw, redis_raw_set, "redis-server"),
             c("raw socket → kvstore", REFERENCE, sv.kv_raw, kv_raw_set, "kvstore-server"),
         ]),
-        Row(NETWORK, f"MGET {s.batch}", "keys/s", True, [
+        Row(NETWORK, f"MGET {s.batch}", "keys/s", True, same_core=True, contenders=[
             c("kvstore", SUBJECT, kv, lambda: rate(each(kv.mget, batches), n_keys), "kvstore-server"),
             c("redis-py", ANCHOR, rd, lambda: rate(each(rd.mget, batches), n_keys), "redis-server"),
             c("pymemcache", ANCHOR, mc, lambda: rate(each(mc.get_many, batches), n_keys), "memcached"),
             c(f"kvstore GET×{s.batch}", REFERENCE, kv, kv_get_loop, "kvstore-server"),
         ], note="pymemcache: get_many."),
-        Row(NETWORK, f"MSET {s.batch}", "keys/s", True, [
+        Row(NETWORK, f"MSET {s.batch}", "keys/s", True, same_core=True, contenders=[
             c("kvstore", SUBJECT, kv, lambda: rate(each(kv.mset, pair_batches), n_keys), "kvstore-server"),
             c("redis-py", ANCHOR, rd, lambda: rate(each(rd.mset, dict_batches), n_keys), "redis-server"),
             c("pymemcache", ANCHOR, mc, lambda: rate(each(mc.set_many, dict_batches), n_keys), "memcached"),
         ], note="pymemcache: set_many."),
-        Row(NETWORK, f"pipelined GET ×{s.batch}", "ops/s", True, [
+        Row(NETWORK, f"pipelined GET ×{s.batch}", "ops/s", True, same_core=True, contenders=[
             c("kvstore", SUBJECT, sv.kv_async, kv_pipelined, "kvstore-server"),
             c("redis-py", ANCHOR, rd, redis_pipelined, "redis-server"),
         ], note=f"kvstore: AsyncClient, {s.batch} concurrent get() on one connection (gather); "
@@ -715,7 +716,45 @@ def _load_sample(service, work: loadgen.Workload, depth: int, seconds: float) ->
 # ------------------------------------------------------------------- runner
 
 
-def run_interleaved(rows: list[Row], repeats: int) -> None:
+class Placement:
+    """Where the client (this process) and the servers run while a row is sampled.
+
+    Round-trip rows put everyone on one CPU. A single client waits for each
+    reply anyway, and on this kind of VM a wake-up across CPUs costs tens of
+    microseconds: left to the scheduler, whether client and server happened
+    to share a CPU flipped round-trip figures by 3x from one repeat to the
+    next. Capacity rows let the server use every CPU. Both sides of a row
+    always get the same placement.
+    """
+
+    def __init__(self, pids: list[int], enabled: bool) -> None:
+        self.pids = pids
+        self.enabled = enabled and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1
+        self.all_cpus = os.sched_getaffinity(0) if self.enabled else set()
+        self.current: frozenset[int] | None = None
+
+    def apply(self, row: Row) -> None:
+        if not self.enabled:
+            return
+        cpus = frozenset({min(self.all_cpus)} if row.same_core else self.all_cpus)
+        if cpus == self.current:
+            return
+        for pid in [os.getpid(), *self.pids]:
+            # every thread: the affinity of a running process's threads is their own
+            with contextlib.suppress(OSError):
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with contextlib.suppress(OSError):
+                        os.sched_setaffinity(int(tid), cpus)
+        self.current = cpus
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "not pinned"
+        return (f"round-trip rows: client and servers on CPU {min(self.all_cpus)}; "
+                "other rows: all CPUs")
+
+
+def run_interleaved(rows: list[Row], repeats: int, placement: Placement) -> None:
     for r in range(repeats):
         started = time.monotonic()
         for row in rows:
@@ -723,6 +762,7 @@ def run_interleaved(rows: list[Row], repeats: int) -> None:
             if not live:
                 continue
             turn = r % len(live)
+            placement.apply(row)
             for contender in live[turn:] + live[:turn]:
                 _take_sample(row, contender)
         log(f"repeat {r + 1}/{repeats} done in {time.monotonic() - started:.1f} s")
@@ -827,6 +867,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="leave out the one-shot memory and expiry rows")
     parser.add_argument("--repeats", type=int, default=None,
                         help="interleaved repeats per timed row (default 9, quick 2)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="leave CPU placement to the scheduler (see Placement)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"),
                         help="folder for comparison.json/.md and the charts")
     parser.add_argument("--update-docs", action="store_true",
@@ -855,7 +897,11 @@ def main(argv: list[str] | None = None) -> int:
             timed_rows += network_rows(sizes, servers, missing)
             timed_rows += capacity_rows(sizes, servers, missing)
         log(f"timing {len(timed_rows)} rows, {repeats} interleaved repeats ...")
-        run_interleaved(timed_rows, repeats)
+        placement = Placement([svc.pid for svc in (servers.kvstore, servers.redis, servers.memcached)
+                               if svc is not None], enabled=not args.no_pin)
+        machine["placement"] = placement.describe()
+        run_interleaved(timed_rows, repeats, placement)
+        placement.apply(Row("", "", "", False, []))  # back to every CPU
         one_shot_rows: list[Row] = []
         if not args.skip_memory:
             log("memory and expiry (one run each, fresh processes) ...")
