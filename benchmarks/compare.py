@@ -851,7 +851,7 @@ def _update_docs(table: str, machine_md: str, settings: dict[str, Any]) -> None:
     begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
     if begin < 0 or end < begin:
         raise SystemExit(f"{DOCS} has no {DOCS_BEGIN} ... {DOCS_END} block to replace")
-    block = (f"{DOCS_BEGIN}\nCommand: `{settings['command']}`\n\n{table}\nMachine:\n\n{machine_md}")
+    block = f"{DOCS_BEGIN}\nCommand: `{settings['command']}`\n\n{table}\nMachine:\n\n{machine_md}\n"
     with open(DOCS, "w") as f:
         f.write(text[:begin] + block + text[end:])
     log(f"updated {os.path.relpath(DOCS, ROOT)}")
