@@ -119,8 +119,8 @@ def _chord_error(message: str, cause: Exception) -> ChordError:
 
 
 def _publish_callback(app, callback, values) -> None:
-    # Celery 5.7 publishes a chord callback through _retry_publish, which
-    # spaces out the broker retries; older releases call delay() directly.
+    # Celery 5.7 publishes a chord callback through amqp._retry_publish,
+    # which spaces out the broker retries; without it, delay() is the call.
     retry_publish = getattr(app.amqp, "_retry_publish", None)
     if retry_publish is None:
         callback.delay(values)
