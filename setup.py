@@ -33,9 +33,7 @@ def extension(name: str) -> Extension:
     )
 
 
-# TEMPORARY while the modules are being written in parallel: build those whose
-# source exists. Removed before the first release commit.
-MODULES = [m for m in ("_codec", "_engine", "_protocol") if os.path.exists(f"kvstore/{m}.pyx")]
+MODULES = ("_codec", "_engine", "_protocol")
 
 setup(
     ext_modules=cythonize(
