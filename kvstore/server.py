@@ -53,8 +53,8 @@ class _Connection(asyncio.Protocol):
                                    server.figures)
         self.transport: Any = None
         self.peer: Any = None
-        # For the idle sweep: the processor's byte count when last looked at.
-        self.seen_bytes = 0
+        # For the idle sweep: (bytes received, write buffer size) when last looked at.
+        self.seen_bytes: tuple[int, int] = (0, 0)
         self.quiet_since = 0.0
         self.writing_paused = False
 
@@ -258,9 +258,12 @@ class Server:
         assert timeout is not None and self._loop is not None
         now = self._loop.time()
         for conn in list(self._connections):
-            received = conn.processor.bytes_received
-            if received != conn.seen_bytes:
-                conn.seen_bytes = received
+            # Progress either way counts: bytes in, or replies draining out of
+            # the write buffer (a client reading a long answer is not idle; one
+            # that never reads leaves the buffer unchanged and is closed).
+            progress = (conn.processor.bytes_received, conn.transport.get_write_buffer_size())
+            if progress != conn.seen_bytes:
+                conn.seen_bytes = progress
                 conn.quiet_since = now
             elif now - conn.quiet_since >= timeout:
                 log.info("closing %s: idle for %g s", conn.peer, timeout)
