@@ -363,10 +363,12 @@ cdef class Core:
     cdef void _maybe_shrink(self) noexcept:
         cdef size_t capacity = self.table.mask + 1
         if self.table.count + self.old_table.count == 0:
+            # Empty: drop straight to the minimal table and no slab pages, so
+            # memory_bytes returns exactly to an empty engine's.
             if self.migrating or capacity != TABLE_MIN_CAPACITY:
-                # Empty: drop straight to the minimal table, so memory_bytes
-                # returns exactly to an empty engine's.
                 self._free_all()
+            else:
+                slab_release_spares(&self.slab)
             return
         if (not self.migrating and capacity > TABLE_MIN_CAPACITY
                 and self.table.count * TABLE_SHRINK_DIVISOR < capacity):
@@ -476,6 +478,9 @@ cdef class Core:
                 tbl_release(old, &self.memory_bytes)
                 self.migrating = False
                 self.migrate_pos = 0
+                # Deletes during a shrink may call for a smaller table still.
+                self._maybe_shrink()
+                return
         if self.migrating:
             tbl_release_below(old, &self.memory_bytes, self.migrate_pos)
 

@@ -12,6 +12,10 @@ import pytest
 
 import kvstore
 
+# Server subprocesses (`python -m kvstore`) must import the installed build,
+# like the tests do, not the source folder that is the working directory.
+os.environ["PYTHONSAFEPATH"] = "1"
+
 
 class FakeClock:
     """A monotonic clock the test moves by hand (cachetools' tests do the same)."""
