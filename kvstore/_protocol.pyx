@@ -351,41 +351,31 @@ cdef class Processor:
             self.stats.calls[0] += 1
             raise ProtocolError(f"unknown op 0x{op:02x}")
         self.stats.calls[op] += 1
+        # One clock read and one bounded expiry step per frame, whatever its op.
+        self.core.begin()
         if op == OP_GET:
-            self.core.begin()
             return self._get(&rd)
         if op == OP_SET or op == OP_SETNX:
-            self.core.begin()
             return self._store(&rd, op)
         if op == OP_DEL or op == OP_EXISTS:
-            self.core.begin()
             return self._flag(&rd, op)
         if op == OP_MGET:
-            self.core.begin()
             return self._mget(&rd)
         if op == OP_MSET:
-            self.core.begin()
             return self._mset(&rd)
         if op == OP_MDEL:
-            self.core.begin()
             return self._mdel(&rd)
         if op == OP_MEXISTS:
-            self.core.begin()
             return self._mexists(&rd)
         if op == OP_INCR or op == OP_DECR:
-            self.core.begin()
             return self._add(&rd, op)
         if op == OP_CAS:
-            self.core.begin()
             return self._cas(&rd)
         if op == OP_EXPIRE:
-            self.core.begin()
             return self._expire(&rd)
         if op == OP_TTL:
-            self.core.begin()
             return self._ttl(&rd)
         if op == OP_FLUSH:
-            self.core.begin()
             return self._flush(&rd)
         if op == OP_PING:
             return self._reply(ST_OK, payload, length)
