@@ -125,3 +125,15 @@ cdef void key_release(KeyRef* ref) noexcept
 
 # Append u16 length + prefix + key, with the same checks (clients building frames).
 cdef int encode_key(WriteBuffer buf, const char* prefix, Py_ssize_t prefix_length, object key) except -1
+
+
+# The batch-argument rule, shared by Engine and the protocol writer (so every
+# client): key_list takes any iterable of keys EXCEPT a str, bytes, bytearray
+# or memoryview itself (that is one key, not a collection: InvalidArgumentError
+# "expected a collection of keys, not a single str"); a list comes back as
+# the same object. item_list takes what dict.update takes: an object with
+# .items(), or an iterable of (key, value) pairs (any 2-element iterable);
+# it returns a list of 2-tuples. Anything else is InvalidArgumentError.
+# Neither checks the keys themselves (key_ref / encode_key do).
+cdef list key_list(object keys)
+cdef list item_list(object items)

@@ -73,6 +73,7 @@ cdef object ProtocolError = _errors.ProtocolError
 cdef object UnsupportedValueError = _errors.UnsupportedValueError
 cdef object ValueTooLargeError = _errors.ValueTooLargeError
 cdef object InvalidKeyError = _errors.InvalidKeyError
+cdef object InvalidArgumentError = _errors.InvalidArgumentError
 
 cdef enum:
     U16_MAX = 0xFFFF
@@ -835,6 +836,71 @@ cdef int encode_key(WriteBuffer buf, const char* prefix, Py_ssize_t prefix_lengt
     finally:
         key_release(&ref)
     return 0
+
+
+# ---------------------------------------------------------------------------
+# Batch arguments: the one rule for mget/mdel/mexists and mset, shared by the
+# engine and the protocol writer (and so by every client).
+# ---------------------------------------------------------------------------
+
+cdef list key_list(object keys):
+    # A list is taken as it is (the hot path: no copy). A str or bytes is one
+    # key, and iterating it would silently make one key per character.
+    if type(keys) is list:
+        return <list>keys
+    if isinstance(keys, (str, bytes, bytearray, memoryview)):
+        raise InvalidArgumentError(
+            f"expected a collection of keys, not a single {type(keys).__name__}")
+    try:
+        return list(keys)
+    except TypeError:
+        if not hasattr(keys, "__iter__"):
+            raise InvalidArgumentError(
+                f"expected a collection of keys, not {type(keys).__name__}") from None
+        raise
+
+
+cdef list item_list(object items):
+    # dict.update's rule: an object with .items(), else an iterable of pairs.
+    cdef list pairs
+    cdef list result
+    cdef Py_ssize_t i
+    if isinstance(items, (str, bytes, bytearray, memoryview)):
+        raise InvalidArgumentError(
+            f"expected a mapping or (key, value) pairs, not a single {type(items).__name__}")
+    if hasattr(items, "items"):
+        pairs = list(items.items())
+    else:
+        try:
+            pairs = list(items)
+        except TypeError:
+            if not hasattr(items, "__iter__"):
+                raise InvalidArgumentError(
+                    f"expected a mapping or (key, value) pairs, not {type(items).__name__}") from None
+            raise
+    for i in range(len(pairs)):
+        pair = pairs[i]
+        if type(pair) is tuple and len(<tuple>pair) == 2:
+            continue
+        if isinstance(pair, (str, bytes, bytearray, memoryview)) or not hasattr(pair, "__iter__"):
+            raise InvalidArgumentError(
+                f"expected (key, value) pairs; item {i} is {type(pair).__name__}")
+        pair = tuple(pair)
+        if len(<tuple>pair) != 2:
+            raise InvalidArgumentError(
+                f"expected (key, value) pairs; item {i} has {len(<tuple>pair)} elements")
+        pairs[i] = pair
+    return pairs
+
+
+def batch_keys(keys):
+    """Test helper: key_list(keys)."""
+    return key_list(keys)
+
+
+def batch_items(items):
+    """Test helper: item_list(items)."""
+    return item_list(items)
 
 
 # ---------------------------------------------------------------------------

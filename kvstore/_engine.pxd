@@ -79,6 +79,36 @@ cdef class Core:
     cdef int set_expiry(self, const char* key, Py_ssize_t key_length, int64_t ttl_ms) except -1
     # Remaining ms (>= 0); TTL_NO_EXPIRY for a persistent key, TTL_MISSING.
     cdef int64_t remaining_ms(self, const char* key, Py_ssize_t key_length) except -3
+    # PERSIST: 1 when a ttl was dropped; 0 for a missing key or one without a ttl.
+    cdef int persist(self, const char* key, Py_ssize_t key_length) except -1
+    # GETDEL: 1 and the stored value encoding appended to out, key removed; 0
+    # when missing. A MemoryError growing out leaves the key in place.
+    cdef int take(self, const char* key, Py_ssize_t key_length, WriteBuffer out) except -1
+    # GETSET: stores value (ttl_ms 0: no expiry); 1 and the old value's
+    # encoding appended to old when there was one, else 0. Must not be given
+    # a value that points into old (old may grow).
+    cdef int exchange(self, const char* key, Py_ssize_t key_length, const char* value,
+                      Py_ssize_t value_length, int64_t ttl_ms, WriteBuffer old) except -1
+    # Compare-and-delete: 1 when the stored encoding equals expected and the key
+    # was removed, else 0.
+    cdef int remove_if_equal(self, const char* key, Py_ssize_t key_length, const char* expected,
+                             Py_ssize_t expected_length) except -1
+    # SCAN: append to out (bytes, prefix STRIPPED) the live keys that start
+    # with prefix, are longer than it and match pattern (None, or a bytes glob:
+    # _core/glob.h) and return the next cursor, 0 when the scan is complete.
+    # Redis's reverse-binary cursor (see table.pyx, "scanning"): every key
+    # present for the whole scan is returned at least once whatever resizes
+    # happen in between; a scan of an unchanging table returns each key once.
+    # Bounded: about count keys and at most 10 * count buckets + entries
+    # looked at per call, so a sparse or filtered scan may return no keys
+    # with a non-zero cursor. Any cursor value is safe (garbage in: a partial
+    # scan out). UINT64_MAX is never a cursor (the error value).
+    cdef uint64_t scan(self, uint64_t cursor, const char* prefix, Py_ssize_t prefix_length,
+                       object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF
+    # The ONE bounded housekeeping step, for up to budget_us microseconds:
+    # expiry reclaim and resize migration (next: log flush, snapshot steps).
+    # 1 when work is still pending (call again soon), else 0.
+    cdef int tick(self, int64_t budget_us) except -1
     # Remove every key that starts with prefix (all keys for length 0); count removed.
     cdef Py_ssize_t remove_prefixed(self, const char* prefix, Py_ssize_t prefix_length) except -1
     # Live keys, optionally only those starting with prefix (O(n) with a prefix).

@@ -25,7 +25,8 @@ from libc.string cimport memcmp, memcpy
 from kvstore._codec cimport (
     INT_VALUE_BYTES, MAX_KEY_BYTES, TAG_INT, TAG_LIST, TAG_MAP,
     KeyRef, Reader, WriteBuffer,
-    decode_value, encode_value, key_ref, key_release, kv_load_u64, kv_store_u64, rd_init,
+    decode_value, encode_value, item_list, key_list, key_ref, key_release, kv_load_u16,
+    kv_load_u64, kv_store_u64, rd_init,
 )
 
 import os as _os
@@ -335,6 +336,120 @@ cdef class Core:
         return self.store(key, key_length, entry_value(e), e.value_length, ttl_ms,
                           STORE_ALWAYS, NULL, 0)
 
+    cdef int persist(self, const char* key, Py_ssize_t key_length) except -1:
+        cdef Table* table
+        cdef Py_ssize_t index
+        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        if e == NULL or not (e.flags & ENTRY_HAS_TTL):
+            return 0
+        # The TtlBlock is part of the entry: rewrite the entry without one
+        # (store copies the value out of the old entry before freeing it).
+        return self.store(key, key_length, entry_value(e), e.value_length, 0,
+                          STORE_ALWAYS, NULL, 0)
+
+    cdef int take(self, const char* key, Py_ssize_t key_length, WriteBuffer out) except -1:
+        cdef Table* table
+        cdef Py_ssize_t index
+        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        if e == NULL:
+            self.misses += 1
+            return 0
+        self.hits += 1
+        # Copy first: a MemoryError here leaves the key in place.
+        out.write_raw(entry_value(e), e.value_length)
+        self._drop(table, index)
+        self._maybe_shrink()
+        return 1
+
+    cdef int exchange(self, const char* key, Py_ssize_t key_length, const char* value,
+                      Py_ssize_t value_length, int64_t ttl_ms, WriteBuffer old) except -1:
+        cdef Table* table
+        cdef Py_ssize_t index
+        cdef Entry* e
+        cdef Py_ssize_t old_length = old._length
+        if value_length > MAX_VALUE_BYTES:
+            raise ValueTooLargeError(
+                f"encoded value is {value_length} bytes, the limit is {MAX_VALUE_BYTES}")
+        e = self._find_live(key, key_length, &table, &index)
+        if e != NULL:
+            old.write_raw(entry_value(e), e.value_length)
+        try:
+            self.store(key, key_length, value, value_length, ttl_ms, STORE_ALWAYS, NULL, 0)
+        except MemoryError:
+            old._length = old_length
+            raise
+        return e != NULL
+
+    cdef int remove_if_equal(self, const char* key, Py_ssize_t key_length, const char* expected,
+                             Py_ssize_t expected_length) except -1:
+        cdef Table* table
+        cdef Py_ssize_t index
+        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        if (e == NULL or e.value_length != expected_length
+                or memcmp(entry_value(e), expected, expected_length) != 0):
+            return 0
+        self._drop(table, index)
+        self._maybe_shrink()
+        return 1
+
+    cdef uint64_t scan(self, uint64_t cursor, const char* prefix, Py_ssize_t prefix_length,
+                       object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF:
+        cdef ScanFilter f
+        cdef WriteBuffer found = WriteBuffer.new()
+        cdef Table* small
+        cdef Table* large
+        cdef size_t small_floor, large_floor
+        cdef uint64_t v = cursor
+        cdef uint64_t m0, m1
+        cdef Py_ssize_t limit, at, length
+        if count < 1:
+            count = 1
+        # Redis's bound: at most ten buckets (here: buckets + entries) per key asked for.
+        limit = count * 10 if count < (<Py_ssize_t>1 << 40) else (<Py_ssize_t>1 << 44)
+        f.prefix = prefix
+        f.prefix_length = prefix_length
+        f.pattern = NULL
+        f.pattern_length = 0
+        if pattern is not None:
+            f.pattern = PyBytes_AS_STRING(pattern)
+            f.pattern_length = PyBytes_GET_SIZE(pattern)
+        f.now_ms = self.now()
+        f.found = 0
+        f.work = 0
+        f.glob_steps = 0
+        # Collect into C memory first, build bytes after: creating Python
+        # objects can run the GC (and finalizers) in the middle of the walk.
+        while True:
+            if not self.migrating:
+                m0 = self.table.mask
+                tbl_scan_bucket(&self.table, 0, <size_t>(v & m0), &f, found)
+                v = scan_next_cursor(v, m0)
+            else:
+                small = &self.table
+                small_floor = 0
+                large = &self.old_table
+                large_floor = self.migrate_pos
+                if small.mask > large.mask:
+                    small, large = large, small
+                    small_floor, large_floor = large_floor, small_floor
+                m0 = small.mask
+                m1 = large.mask
+                tbl_scan_bucket(small, small_floor, <size_t>(v & m0), &f, found)
+                # Every bucket of the larger table that the small bucket expands to.
+                while True:
+                    tbl_scan_bucket(large, large_floor, <size_t>(v & m1), &f, found)
+                    v = scan_next_cursor(v, m1)
+                    if not (v & (m0 ^ m1)):
+                        break
+            if v == 0 or f.found >= count or f.work >= limit:
+                break
+        at = 0
+        while at < found._length:
+            length = kv_load_u16(found._buf + at)
+            out.append(found._buf[at + 2:at + 2 + length])
+            at += 2 + length
+        return v
+
     # ----------------------------------------------------------- removal
 
     cdef void _drop(self, Table* table, Py_ssize_t index) noexcept:
@@ -542,6 +657,11 @@ cdef class Core:
         more[0] = self.backlog or self.migrating
         return <Py_ssize_t>(self.expired - expired_before)
 
+    cdef int tick(self, int64_t budget_us) except -1:
+        cdef bint more
+        self.reclaim(budget_us, &more)
+        return 1 if more else 0
+
     # ----------------------------------------------------------- counting
 
     cdef Py_ssize_t count(self, const char* prefix, Py_ssize_t prefix_length) except -1:
@@ -718,12 +838,43 @@ cdef inline int ref_key(KeySpace space, KeyRef* ref, object key) except -1:
     return key_ref(ref, PyBytes_AS_STRING(space._prefix), PyBytes_GET_SIZE(space._prefix), key)
 
 
-cdef list as_list(object items):
-    if type(items) is list:
-        return items
-    if isinstance(items, (str, bytes)):
-        raise InvalidArgumentError("batch calls take an iterable of keys, not a single key")
-    return list(items)
+cdef object scan_pattern(object match):
+    if match is None:
+        return None
+    if isinstance(match, str):
+        return (<str>match).encode("utf-8", "surrogatepass")
+    if isinstance(match, bytes):
+        return bytes(match)
+    raise InvalidArgumentError(f"match must be a str or bytes glob, not {type(match).__name__}")
+
+
+cdef Py_ssize_t scan_count(object count) except -1:
+    if isinstance(count, bool) or not isinstance(count, int) or not (1 <= count <= SCAN_MAX_COUNT):
+        raise InvalidArgumentError(f"count must be an int from 1 to {SCAN_MAX_COUNT}, got {count!r}")
+    return count
+
+
+def _scan_keys(KeySpace space, object pattern, Py_ssize_t count):
+    """scan_iter's generator: the arguments are checked before it starts."""
+    cdef uint64_t cursor = 0
+    cdef list keys
+    while True:
+        keys = []
+        space._core.begin()
+        cursor = space._core.scan(cursor, PyBytes_AS_STRING(space._prefix),
+                                  PyBytes_GET_SIZE(space._prefix), pattern, count, keys)
+        yield from keys
+        if cursor == 0:
+            return
+
+
+def _glob_match(pattern, key):
+    """Test helper: (does the glob pattern match key, steps of work taken)."""
+    cdef bytes p = bytes(pattern)
+    cdef bytes k = bytes(key)
+    cdef uint64_t steps = 0
+    cdef bint matched = kv_glob_match(p, len(p), k, len(k), &steps)
+    return matched, steps
 
 
 def _reclaim_forever(engine_ref, stop, double interval, double budget_ms):
@@ -734,8 +885,7 @@ def _reclaim_forever(engine_ref, stop, double interval, double budget_ms):
         engine = engine_ref()
         if engine is None:
             return
-        engine.purge_expired(budget_ms)
-        wait = 0.001 if engine.expiry_backlog else interval
+        wait = 0.001 if engine.tick(budget_ms) else interval
         engine = None
 
 
@@ -859,6 +1009,79 @@ cdef class KeySpace:
         finally:
             key_release(&ref)
 
+    def persist(self, key):
+        """Drop key's ttl; True when it had one (False: missing or no ttl)."""
+        cdef Core core = self._core
+        cdef KeyRef ref
+        core.begin()
+        ref_key(self, &ref, key)
+        try:
+            return core.persist(ref.ptr, ref.length) == 1
+        finally:
+            key_release(&ref)
+
+    def getdel(self, key, default=None):
+        """Remove key and return the value it held, or default when missing."""
+        cdef Core core = self._core
+        cdef WriteBuffer buf = core._take_scratch()
+        cdef KeyRef ref
+        cdef Reader rd
+        cdef int found
+        ref.heap = NULL
+        try:
+            ref_key(self, &ref, key)
+            core.begin()
+            found = core.take(ref.ptr, ref.length, buf)
+            key_release(&ref)
+            if not found:
+                return default
+            # Decoded from the copy: the entry is gone already.
+            rd_init(&rd, buf._buf, buf._length)
+            return decode_value(&rd)
+        finally:
+            key_release(&ref)
+            core._give_back_scratch(buf)
+
+    def getset(self, key, value, ttl=None):
+        """Store value at key (ttl as set()) and return the value it replaced,
+        or None when the key was missing."""
+        cdef Core core = self._core
+        cdef int64_t ttl_ms = ttl_to_ms(ttl, True)
+        cdef WriteBuffer buf = core._take_scratch()
+        cdef WriteBuffer old = WriteBuffer.new()
+        cdef KeyRef ref
+        cdef Reader rd
+        cdef int had
+        ref.heap = NULL
+        try:
+            encode_value(buf, value)
+            ref_key(self, &ref, key)
+            core.begin()
+            had = core.exchange(ref.ptr, ref.length, buf._buf, buf._length, ttl_ms, old)
+        finally:
+            key_release(&ref)
+            core._give_back_scratch(buf)
+        if not had:
+            return None
+        rd_init(&rd, old._buf, old._length)
+        return decode_value(&rd)
+
+    def delete_if_equal(self, key, expected):
+        """Remove key only if its value is exactly expected (cas()'s rule of
+        equality); True when removed."""
+        cdef Core core = self._core
+        cdef WriteBuffer buf = core._take_scratch()
+        cdef KeyRef ref
+        ref.heap = NULL
+        try:
+            encode_value(buf, expected)
+            ref_key(self, &ref, key)
+            core.begin()
+            return core.remove_if_equal(ref.ptr, ref.length, buf._buf, buf._length) == 1
+        finally:
+            key_release(&ref)
+            core._give_back_scratch(buf)
+
     def ttl(self, key):
         """Seconds left before key expires (millisecond precision); None for a
         key without expiry and for a missing key (exists() tells them apart)."""
@@ -878,7 +1101,7 @@ cdef class KeySpace:
     def mget(self, keys):
         """Values for keys, in order, None where missing: one call for N lookups."""
         cdef Core core = self._core
-        cdef list items = as_list(keys)
+        cdef list items = key_list(keys)
         cdef Py_ssize_t n = len(items), i, at = 0
         cdef list result = PyList_New(n)
         cdef WriteBuffer buf = core._take_scratch()
@@ -923,7 +1146,7 @@ cdef class KeySpace:
         one ttl. All or nothing: a bad key or value raises before any write."""
         cdef Core core = self._core
         cdef int64_t ttl_ms = ttl_to_ms(ttl, True)
-        cdef list pairs = list(items.items()) if hasattr(items, "items") else as_list(items)
+        cdef list pairs = item_list(items)
         cdef Py_ssize_t n = len(pairs), i
         cdef WriteBuffer buf = WriteBuffer.new()
         cdef Py_ssize_t* spans = <Py_ssize_t*>malloc((n * 2 + 1) * sizeof(Py_ssize_t))
@@ -935,9 +1158,6 @@ cdef class KeySpace:
             # Encode everything first: spans[2i] ends key i, spans[2i+1] value i.
             for i in range(n):
                 pair = pairs[i]
-                if not isinstance(pair, tuple) or len(pair) != 2:
-                    raise InvalidArgumentError(
-                        f"mset takes a mapping or (key, value) pairs; item {i} is {type(pair).__name__}")
                 ref_key(self, &ref, pair[0])
                 try:
                     buf.write_raw(ref.ptr, ref.length)
@@ -963,7 +1183,7 @@ cdef class KeySpace:
     def mdel(self, keys):
         """Remove keys; how many existed. A bad key raises before any removal."""
         cdef Core core = self._core
-        cdef list items = as_list(keys)
+        cdef list items = key_list(keys)
         cdef Py_ssize_t n = len(items), i, removed = 0, at = 0
         cdef WriteBuffer buf = WriteBuffer.new()
         cdef Py_ssize_t* ends = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
@@ -989,7 +1209,7 @@ cdef class KeySpace:
     def mexists(self, keys):
         """For each key, whether it holds a live value."""
         cdef Core core = self._core
-        cdef list items = as_list(keys)
+        cdef list items = key_list(keys)
         cdef Py_ssize_t n = len(items), i
         cdef list result = PyList_New(n)
         cdef KeyRef ref
@@ -1004,6 +1224,30 @@ cdef class KeySpace:
         return result
 
     # whole key space
+
+    def scan(self, cursor=0, match=None, count=100):
+        """One step of a cursor scan: (next_cursor, keys). Start at 0 and pass
+        each next_cursor back until it is 0. Keys are bytes, without the
+        namespace prefix; match is a glob (*, ?, [abc], [^a], [a-z], \\
+        escapes) over them. A key present for the whole scan is returned at
+        least once (possibly more, if the table resizes); a step may return no
+        keys before the end. count is a hint of keys per step."""
+        cdef Py_ssize_t n = scan_count(count)
+        cdef object pattern = scan_pattern(match)
+        cdef uint64_t start
+        cdef uint64_t next_cursor
+        cdef list keys = []
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or not (0 <= cursor < 2**64 - 1):
+            raise InvalidArgumentError(f"cursor must be an int returned by scan(), got {cursor!r}")
+        start = cursor
+        self._core.begin()
+        next_cursor = self._core.scan(start, PyBytes_AS_STRING(self._prefix),
+                                      PyBytes_GET_SIZE(self._prefix), pattern, n, keys)
+        return next_cursor, keys
+
+    def scan_iter(self, match=None, count=100):
+        """Iterate over scan() steps: every key present throughout at least once."""
+        return _scan_keys(self, scan_pattern(match), scan_count(count))
 
     def __len__(self):
         """Live keys (in this namespace); never counts an expired key."""
@@ -1025,11 +1269,14 @@ cdef class KeySpace:
             raise InvalidArgumentError(f"budget_ms must be >= 0, got {budget_ms!r}")
         return self._core.reclaim(<int64_t>(budget * 1000.0), &more)
 
-    @property
-    def expiry_backlog(self):
-        """True when expired keys are waiting to be reclaimed (a server ticks
-        purge_expired again soon while this holds)."""
-        return bool(self._core.backlog or self._core.migrating)
+    def tick(self, budget_ms=1.0):
+        """The engine's one housekeeping step (expiry reclaim, resize
+        migration), for up to budget_ms milliseconds; True while work is
+        pending (call again soon). The whole engine's, also on a view."""
+        cdef double budget = budget_ms
+        if not isfinite(budget) or budget < 0:
+            raise InvalidArgumentError(f"budget_ms must be >= 0, got {budget_ms!r}")
+        return self._core.tick(<int64_t>(budget * 1000.0)) == 1
 
     def info(self):
         """Figures about the engine: keys (entries held, including expired ones

@@ -28,6 +28,9 @@ cdef enum:
     # purge_expired() works in chunks of this many entries between clock checks.
     PURGE_CHUNK_ENTRIES = 256
 
+    # Largest count a scan() step accepts (a hint; work per step is 10x it).
+    SCAN_MAX_COUNT = 1048576
+
     # remaining_ms() answers for keys without a ttl, and for missing keys.
     TTL_NO_EXPIRY = -1
     TTL_MISSING = -2

@@ -36,6 +36,14 @@ static inline int kv_sub_overflow(int64_t a, int64_t b, int64_t *r) {
     return __builtin_sub_overflow(a, b, r);
 }
 
+/* The bits of v in reverse order (SCAN's reverse-binary cursor). */
+static inline uint64_t kv_rev64(uint64_t v) {
+    v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1);
+    v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2);
+    v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((v & 0x0F0F0F0F0F0F0F0FULL) << 4);
+    return __builtin_bswap64(v);
+}
+
 static inline int kv_ctz64(uint64_t v) { return __builtin_ctzll(v); }
 static inline int kv_clz64(uint64_t v) { return __builtin_clzll(v); }
 

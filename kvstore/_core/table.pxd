@@ -18,12 +18,18 @@ cdef extern from "_core/slab.h":
     void kv_unmap(void* p, size_t bytes) nogil
     size_t kv_page_round(size_t bytes) nogil
 
+cdef extern from "_core/glob.h":
+    # Iterative glob match (see the header); *steps counts the work done.
+    bint kv_glob_match(const char* pattern, size_t pattern_length, const char* key,
+                       size_t key_length, uint64_t* steps) nogil
+
 cdef extern from "_core/sysutil.h":
     int KVSTORE_DEBUG
     int64_t kv_monotonic_us() nogil
     size_t kv_chunk_size(size_t n) nogil
     int kv_ctz64(uint64_t v) nogil
     int kv_clz64(uint64_t v) nogil
+    uint64_t kv_rev64(uint64_t v) nogil
     bint kv_add_overflow(int64_t a, int64_t b, int64_t* r) nogil
     bint kv_sub_overflow(int64_t a, int64_t b, int64_t* r) nogil
 
@@ -57,3 +63,15 @@ ctypedef struct Table:
     size_t mask              # capacity - 1; capacity is a power of two
     size_t count             # entries in this table (expired ones included until reclaimed)
     size_t released          # leading slots already given back to the OS (a draining old table)
+
+
+# What a scan step keeps while it visits buckets (table.pyx, tbl_scan_bucket).
+ctypedef struct ScanFilter:
+    const char* prefix           # only keys that start with it (and are longer)
+    Py_ssize_t prefix_length
+    const char* pattern          # glob over the key without its prefix; NULL: all
+    Py_ssize_t pattern_length
+    int64_t now_ms               # entries expired at this time are skipped
+    Py_ssize_t found             # keys written to the output so far
+    Py_ssize_t work              # buckets visited + entries looked at (the step's bound)
+    uint64_t glob_steps          # work done by the matcher (tests bound it)

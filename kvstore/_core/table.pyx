@@ -302,3 +302,65 @@ cdef inline size_t capacity_for(size_t count) noexcept nogil:
     while capacity * 3 < count * 8:
         capacity <<= 1
     return capacity
+
+
+# ------------------------------------------------------------------ scanning
+# SCAN visits the table by HOME bucket, not by slot: for cursor bucket b it
+# reports the entries whose home is b (hash & mask), wherever Robin Hood
+# probing has displaced them. Robin Hood keeps every cluster sorted by home,
+# so those entries form one run, found exactly like a lookup walks: start at
+# b, skip entries from earlier homes (dist > walked), take those with dist ==
+# walked, stop at an empty slot or a later home (dist < walked). Scanning by
+# home makes the cursor independent of where entries sit, so insertions and
+# backward-shift deletions (which move entries between slots but never change
+# their home) cannot make a scan miss a key, and the reverse-binary cursor of
+# redis's dictScan carries over unchanged: bucket b of a table of mask m
+# covers exactly the buckets b, b + m + 1, ... of any bigger table.
+
+cdef int tbl_scan_bucket(Table* t, size_t floor, size_t bucket, ScanFilter* f,
+                         WriteBuffer out) except -1:
+    """Write (u16 length + key without prefix) for each live, matching entry
+    whose home is `bucket`. Slots below floor are migrated away."""
+    cdef size_t mask = t.mask
+    cdef size_t i = bucket
+    cdef uint32_t walked = 0
+    cdef uint64_t slot
+    cdef Entry* e
+    cdef const char* key
+    cdef Py_ssize_t length
+    f.work += 1
+    if t.slots == NULL:
+        return 0
+    if i < floor:
+        walked = <uint32_t>(floor - i)
+        i = floor
+    while True:
+        slot = t.slots[i]
+        if slot == 0 or slot_dist(slot) < walked:
+            return 0
+        if slot_dist(slot) == walked:
+            f.work += 1
+            e = slot_entry(slot)
+            key = entry_key(e)
+            length = e.key_length - f.prefix_length
+            if (length > 0 and not entry_expired(e, f.now_ms)
+                    and memcmp(key, f.prefix, f.prefix_length) == 0
+                    and (f.pattern == NULL
+                         or kv_glob_match(f.pattern, f.pattern_length, key + f.prefix_length,
+                                          length, &f.glob_steps))):
+                out.write_u16(<uint16_t>length)
+                out.write_raw(key + f.prefix_length, length)
+                f.found += 1
+        walked += 1
+        i = (i + 1) & mask
+        if i < floor:
+            return 0
+
+
+cdef inline uint64_t scan_next_cursor(uint64_t v, uint64_t mask) noexcept nogil:
+    """The cursor after v for a table of this mask: increment the reversed
+    bits (dictScan), so the buckets sharing low bits come out together."""
+    v |= ~mask
+    v = kv_rev64(v)
+    v += 1
+    return kv_rev64(v)
