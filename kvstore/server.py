@@ -245,11 +245,11 @@ class Server:
             self._timers[name] = self._loop.call_later(delay, callback)  # type: ignore[union-attr]
 
     def _expiry_tick(self) -> None:
+        backlog = False
         try:
-            self.engine.purge_expired(self.expiry_budget_ms)
+            backlog = self.engine.tick(self.expiry_budget_ms)
         except Exception:
             log.exception("expiry tick failed")
-        backlog = self.engine.expiry_backlog
         self._schedule("expiry", EXPIRY_BACKLOG_INTERVAL_S if backlog else EXPIRY_INTERVAL_S,
                        self._expiry_tick)
 
