@@ -33,27 +33,61 @@ cdef int64_t ttl_to_ms(object ttl, bint none_allowed) except -1
 cdef int64_t delta_arg(object delta) except? -1
 
 
+# The mutation point. Every change to the table reaches Core._mutated exactly
+# once per operation, after the change, with what an append-only log needs to
+# replay it. Keys include any prefix; deadlines are absolute ms on the Core's
+# clock (the log will have to turn them into wall-clock time).
+cdef enum MutationKind:
+    MUT_STORE = 1        # key, value encoding, deadline_ms (0: no ttl): set/setnx/cas/getset/mset
+    MUT_REMOVE = 2       # key: delete, getdel, delete_if_equal, mdel
+    MUT_EXPIRE = 3       # key, the new deadline_ms
+    MUT_PERSIST = 4      # key: its ttl was dropped
+    MUT_INCR = 5         # key, the RESULTING int value's encoding; the ttl is unchanged
+    MUT_FLUSH = 6        # key = prefix (empty: everything): flush / namespace flush, one record
+    MUT_RECLAIM = 7      # key, deadline_ms: an expired entry was reclaimed (lazily or by the wheel)
+    MUT_BATCH_BEGIN = 8  # the records up to MUT_BATCH_END are one batch (mset, mdel): log
+    MUT_BATCH_END = 9    # them as one record, so replay is all or nothing
+
+# What the append-only log (next issue) installs as Core.hook. Called inside
+# the operation, after the change: it must not run Python code (GC, other
+# threads) and cannot fail the operation; buffer and report failures itself.
+ctypedef void (*MutationHook)(void* context, MutationKind kind, const char* key,
+                              Py_ssize_t key_length, const char* value, Py_ssize_t value_length,
+                              int64_t deadline_ms) noexcept
+
+
 @cython.final
 cdef class Core:
-    cdef Table table             # where new entries go
-    cdef Table old_table         # the table being drained into `table` by a resize
-    cdef bint migrating          # a resize is under way (old_table is live)
-    cdef size_t migrate_pos      # old_table slots below this have been moved
+    cdef TablePair tables        # the table and, during a resize, the old one (table.pyx tp_*)
     cdef Wheel wheel
     cdef object clock            # callable returning seconds, or None for CLOCK_MONOTONIC
     cdef int64_t now_ms          # the clock as last read, in ms (never moves back)
     cdef bint clock_fresh        # now_ms was read during the current call
     cdef bint backlog            # the wheel stopped short of now on its last step
     cdef uint64_t seed0, seed1   # SipHash key, random per Core
+    cdef uint64_t rng            # xorshift state for sample() (never 0)
     cdef Slab slab               # where entries live (_core/slab.h)
     cdef size_t memory_bytes     # every byte this Core holds: slab pages, slot arrays
-    cdef uint64_t hits, misses, expired, evicted_by_flush
-    cdef uint32_t write_version  # bumped by every write; stamped on the entry written
-    cdef object reclaimer        # background reclaim thread, or None
+    cdef uint64_t hits, misses, expired
+    cdef uint64_t mutations      # records through _mutated ("writes" in info())
     cdef WriteBuffer scratch     # encode buffer reused by calls from Python
     cdef bint scratch_busy       # scratch is in use further up the stack
-    # Start of every call: read the clock once and take a bounded expiry step.
+    cdef MutationHook hook       # NULL, or called by _mutated with every change
+    cdef void* hook_context      # the hook's first argument
+    cdef int batch_depth         # batch_begin() calls not yet ended
+    cdef object observer         # test-only: callable given each record, or None
+    cdef WriteBuffer observed    # records the observer has not been given yet
+    cdef bint observe_failed     # the observer hook ran out of memory
+    cdef bint delivering         # the observer is running (no nested delivery)
+    cdef uint64_t debug_calls    # KVSTORE_DEBUG builds: calls seen, to space out checks
+
+    # Start of every call: read the clock once and take a bounded step of
+    # housekeeping (migration, expiry). Also hands the test observer what the
+    # previous call recorded. KVSTORE_DEBUG builds validate here.
     cdef int begin(self) except -1
+    # End of a call from Python (optional for other callers: begin() catches up):
+    # hands the test observer this call's records; KVSTORE_DEBUG builds validate.
+    cdef int end(self) except -1
 
     # Raw operations; the caller has called begin(). Keys include any prefix.
     # lookup: 1 and (*value, *value_length) pointing into the entry, or 0. The
@@ -109,13 +143,22 @@ cdef class Core:
     # expiry reclaim and resize migration (next: log flush, snapshot steps).
     # 1 when work is still pending (call again soon), else 0.
     cdef int tick(self, int64_t budget_us) except -1
-    # Remove every key that starts with prefix (all keys for length 0); count removed.
+    # Remove every key that starts with prefix and is longer than it (all keys
+    # for length 0); how many live ones were removed. One MUT_FLUSH record.
     cdef Py_ssize_t remove_prefixed(self, const char* prefix, Py_ssize_t prefix_length) except -1
-    # Live keys, optionally only those starting with prefix (O(n) with a prefix).
+    # Live keys, optionally only those starting with (and longer than) prefix
+    # (O(n) with a prefix).
     cdef Py_ssize_t count(self, const char* prefix, Py_ssize_t prefix_length) except -1
-    # Reclaim expired entries for up to budget_us microseconds; returns how
-    # many were reclaimed, and sets *more when expired work is left.
+    # Reclaim expired entries (and step a resize) for up to budget_us
+    # microseconds; returns how many were reclaimed, and sets *more when work is left.
     cdef Py_ssize_t reclaim(self, int64_t budget_us, bint* more) except -1
+    # Bracket the stores/removes of one batch (mset, mdel) so they make one
+    # record; nests. The protocol's MSET/MDEL must call them too.
+    cdef int batch_begin(self) except -1
+    cdef int batch_end(self) except -1
+    # Up to n distinct entries picked at random (expired ones included), for
+    # eviction; how many were written to out. Valid until the next change.
+    cdef Py_ssize_t sample(self, Entry** out, Py_ssize_t n) noexcept
     cdef dict info(self)
     # Reclaim everything due now, however long it takes (len(), which must be exact).
     cdef int catch_up(self) except -1
@@ -127,19 +170,24 @@ cdef class Core:
 
     # Private helpers.
     cdef int64_t _read_clock_ms(self) except? -1
-    cdef Entry* _find_live(self, const char* key, Py_ssize_t key_length, Table** table,
-                           Py_ssize_t* index) except? NULL
+    # The one mutation point: counts the change and calls the hook.
+    cdef void _mutated(self, MutationKind kind, const char* key, Py_ssize_t key_length,
+                       const char* value, Py_ssize_t value_length, int64_t deadline_ms) noexcept
+    cdef int _deliver(self) except -1
+    cdef int _debug_check(self) except -1
+    cdef Entry* _find(self, const char* key, Py_ssize_t key_length, SlotRef* ref) noexcept
+    cdef Entry* _find_live(self, const char* key, Py_ssize_t key_length,
+                           SlotRef* ref) except? NULL
+    cdef int _put(self, const char* key, Py_ssize_t key_length, const char* value,
+                  Py_ssize_t value_length, bint has_ttl, int64_t deadline_ms,
+                  Entry* old, SlotRef* ref) except -1
     cdef int _add(self, const char* key, Py_ssize_t key_length, int64_t delta, bint subtract,
                   int64_t* result) except -1
-    cdef Entry* _find(self, const char* key, Py_ssize_t key_length, Table** table,
-                      Py_ssize_t* index) noexcept
-    cdef void _drop(self, Table* table, Py_ssize_t index) noexcept
+    cdef void _dispose(self, Entry* e) noexcept
+    cdef void _drop(self, SlotRef* ref) noexcept
+    cdef void _dispose_orphan(self) noexcept
     cdef void _reclaim(self, Entry* e) noexcept
-    cdef int _insert(self, Entry* e) except -1
-    cdef int _start_resize(self, size_t capacity) except -1
-    cdef void _migrate(self, Py_ssize_t slots) noexcept
-    cdef int _rebuild(self, Entry* homeless) except -1
-    cdef void _maybe_shrink(self) noexcept
+    cdef void _after_delete(self) noexcept
     cdef void _free_all(self) noexcept
     cdef WriteBuffer _take_scratch(self)
     cdef void _give_back_scratch(self, WriteBuffer buf) noexcept

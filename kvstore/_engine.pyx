@@ -20,13 +20,13 @@ from cpython.ref cimport Py_INCREF
 from libc.math cimport ceil, isfinite, llround
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memmove
 
 from kvstore._codec cimport (
     INT_VALUE_BYTES, MAX_KEY_BYTES, TAG_INT, TAG_LIST, TAG_MAP,
     KeyRef, Reader, WriteBuffer,
     decode_value, encode_value, item_list, key_list, key_ref, key_release, kv_load_u16,
-    kv_load_u64, kv_store_u64, rd_init,
+    kv_load_u64, kv_store_u64, rd_i64, rd_init, rd_raw, rd_u8, rd_u32,
 )
 
 import os as _os
@@ -80,20 +80,17 @@ cdef int64_t delta_arg(object delta) except? -1:
 
 @cython.final
 cdef class Core:
-    """Engine state: the table, the wheel, the clock and the counters."""
+    """Engine state: the table pair, the wheel, the clock and the counters."""
 
     def __cinit__(self, clock=None):
         seed = _os.urandom(16)
         self.seed0 = int.from_bytes(seed[:8], "little")
         self.seed1 = int.from_bytes(seed[8:], "little")
+        self.rng = self.seed0 | 1
         self.clock = clock
         self.memory_bytes = 0
         slab_init(&self.slab, &self.memory_bytes)
-        self.migrating = False
-        self.old_table.slots = NULL
-        self.old_table.mask = 0
-        self.old_table.count = 0
-        if tbl_init(&self.table, &self.memory_bytes, TABLE_MIN_CAPACITY) < 0:
+        if tp_init(&self.tables, &self.memory_bytes) < 0:
             raise MemoryError()
         self.now_ms = self._read_clock_ms()
         self.clock_fresh = False
@@ -101,10 +98,14 @@ cdef class Core:
         self.scratch = WriteBuffer.new()
         self.scratch_busy = False
         self.backlog = False
+        self.hook = NULL
+        self.hook_context = NULL
+        self.batch_depth = 0
+        self.debug_calls = 0
 
     def __dealloc__(self):
         self._free_all()
-        tbl_release(&self.table, &self.memory_bytes)
+        tp_release(&self.tables)
 
     # ----------------------------------------------------------- the clock
 
@@ -129,51 +130,130 @@ cdef class Core:
 
     cdef int begin(self) except -1:
         cdef Py_ssize_t budget = STEP_ENTRIES_PER_CALL
+        if self.observer is not None:
+            self._deliver()
+        if KVSTORE_DEBUG:
+            self._debug_check()
         self.clock_fresh = False
         if self.clock is not None:
             # An injected clock is Python code: run it now, never in the middle
             # of a table operation (it could switch threads).
             self.now()
-        if self.migrating:
-            self._migrate(MIGRATE_SLOTS_PER_CALL)
+        if self.tables.migrating:
+            tp_step(&self.tables, MIGRATE_SLOTS_PER_CALL)
+            self._dispose_orphan()
         # An engine without ttls never needs the time.
         if self.wheel.count != 0:
             self.backlog = not whl_advance(self, self.now(), &budget)
         return 0
 
+    cdef int end(self) except -1:
+        if self.observer is not None:
+            self._deliver()
+        if KVSTORE_DEBUG:
+            self._debug_check()
+        return 0
+
+    # ----------------------------------------------------------- the mutation point
+
+    cdef inline void _mutated(self, MutationKind kind, const char* key, Py_ssize_t key_length,
+                              const char* value, Py_ssize_t value_length,
+                              int64_t deadline_ms) noexcept:
+        self.mutations += 1
+        if self.hook != NULL:
+            self.hook(self.hook_context, kind, key, key_length, value, value_length, deadline_ms)
+
+    cdef int batch_begin(self) except -1:
+        self.batch_depth += 1
+        if self.batch_depth == 1:
+            self._mutated(MUT_BATCH_BEGIN, NULL, 0, NULL, 0, 0)
+        return 0
+
+    cdef int batch_end(self) except -1:
+        self.batch_depth -= 1
+        if self.batch_depth == 0:
+            self._mutated(MUT_BATCH_END, NULL, 0, NULL, 0, 0)
+        return 0
+
+    cdef int _deliver(self) except -1:
+        """Hand the test observer the records of finished calls, as tuples."""
+        cdef WriteBuffer records = self.observed
+        cdef Reader rd
+        cdef list batch = None
+        cdef list out = []
+        cdef uint8_t kind
+        cdef bytes key, value
+        cdef int64_t deadline
+        cdef Py_ssize_t n
+        if records is None or records._length == 0 or self.delivering:
+            return 0
+        self.observed = WriteBuffer.new()
+        if self.observe_failed:
+            self.observe_failed = False
+            raise MemoryError("the mutation observer lost records")
+        rd_init(&rd, records._buf, records._length)
+        while rd.pos < rd.length:
+            kind = rd_u8(&rd)
+            n = rd_u32(&rd)
+            key = rd_raw(&rd, n)[:n]
+            n = rd_u32(&rd)
+            value = rd_raw(&rd, n)[:n]
+            deadline = rd_i64(&rd)
+            if kind == MUT_BATCH_BEGIN:
+                batch = []
+                continue
+            if kind == MUT_BATCH_END:
+                if batch:
+                    out.append(("batch", tuple(batch)))
+                batch = None
+                continue
+            record = _mutation_record(kind, key, value, deadline)
+            (batch if batch is not None else out).append(record)
+        if batch:
+            # A batch still open (the observer was installed mid-batch or a
+            # call failed half-way): hand over what it holds.
+            out.append(("batch", tuple(batch)))
+        self.delivering = True
+        try:
+            for record in out:
+                self.observer(record)
+        finally:
+            self.delivering = False
+        return 0
+
+    cdef int _debug_check(self) except -1:
+        # KVSTORE_DEBUG builds: every call validates what the last one left.
+        # Full O(n) checks on every call would make big tests quadratic, so
+        # above DEBUG_CHECK_ENTRIES entries only every n/DEBUG_CHECK_ENTRIES-th
+        # call checks.
+        cdef size_t n = tp_count(&self.tables)
+        self.debug_calls += 1
+        if n > DEBUG_CHECK_ENTRIES and self.debug_calls % (n // DEBUG_CHECK_ENTRIES + 1) != 0:
+            return 0
+        self.check()
+        return 0
+
     # ----------------------------------------------------------- lookups
 
-    cdef Entry* _find(self, const char* key, Py_ssize_t key_length, Table** table,
-                      Py_ssize_t* index) noexcept:
+    cdef inline Entry* _find(self, const char* key, Py_ssize_t key_length, SlotRef* ref) noexcept:
         cdef uint32_t hash = <uint32_t>kv_siphash13(self.seed0, self.seed1, key, key_length)
-        cdef Py_ssize_t i = tbl_find(&self.table, hash, key, key_length, 0)
-        if i >= 0:
-            table[0] = &self.table
-        elif self.migrating:
-            i = tbl_find(&self.old_table, hash, key, key_length, self.migrate_pos)
-            if i < 0:
-                return NULL
-            table[0] = &self.old_table
-        else:
-            return NULL
-        index[0] = i
-        return slot_entry(table[0].slots[i])
+        return tp_find(&self.tables, hash, key, key_length, ref)
 
-    cdef inline Entry* _find_live(self, const char* key, Py_ssize_t key_length, Table** table,
-                                  Py_ssize_t* index) except? NULL:
+    cdef inline Entry* _find_live(self, const char* key, Py_ssize_t key_length,
+                                  SlotRef* ref) except? NULL:
         """_find, reclaiming the entry instead when it has expired."""
-        cdef Entry* e = self._find(key, key_length, table, index)
+        cdef Entry* e = self._find(key, key_length, ref)
         if e != NULL and (e.flags & ENTRY_HAS_TTL) and entry_ttl(e).deadline_ms <= self.now():
-            self._drop(table[0], index[0])
+            self._mutated(MUT_RECLAIM, key, key_length, NULL, 0, entry_ttl(e).deadline_ms)
+            self._drop(ref)
             self.expired += 1
             return NULL
         return e
 
     cdef int lookup(self, const char* key, Py_ssize_t key_length,
                     const char** value, Py_ssize_t* value_length) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        cdef SlotRef ref
+        cdef Entry* e = self._find_live(key, key_length, &ref)
         if e == NULL:
             self.misses += 1
             return 0
@@ -183,14 +263,12 @@ cdef class Core:
         return 1
 
     cdef int contains(self, const char* key, Py_ssize_t key_length) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        return self._find_live(key, key_length, &table, &index) != NULL
+        cdef SlotRef ref
+        return self._find_live(key, key_length, &ref) != NULL
 
     cdef int64_t remaining_ms(self, const char* key, Py_ssize_t key_length) except -3:
-        cdef Table* table
-        cdef Py_ssize_t index
-        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        cdef SlotRef ref
+        cdef Entry* e = self._find_live(key, key_length, &ref)
         if e == NULL:
             return TTL_MISSING
         if not (e.flags & ENTRY_HAS_TTL):
@@ -199,86 +277,73 @@ cdef class Core:
 
     # ----------------------------------------------------------- writes
 
+    cdef int _put(self, const char* key, Py_ssize_t key_length, const char* value,
+                  Py_ssize_t value_length, bint has_ttl, int64_t deadline_ms,
+                  Entry* old, SlotRef* ref) except -1:
+        """Write value (and the ttl) over old at ref, or as a new entry when old
+        is NULL. No mutation record: the caller makes the one for its op."""
+        cdef Entry* e
+        if old != NULL and old.value_length == value_length and (
+                (old.flags & ENTRY_HAS_TTL) != 0) == has_ttl:
+            # Same shape: overwrite in place, no allocator round trip.
+            memmove(entry_value(old), value, value_length)
+            if has_ttl:
+                whl_unlink(&self.wheel, old)
+                entry_ttl(old).deadline_ms = deadline_ms
+                whl_link(&self.wheel, old)
+            return 0
+        e = entry_new(&self.slab, 0, key, key_length, value, value_length, has_ttl)
+        if e == NULL or not pointer_fits_slot(e):
+            entry_free(&self.slab, e)
+            raise MemoryError()
+        if has_ttl:
+            entry_ttl(e).deadline_ms = deadline_ms
+            whl_link(&self.wheel, e)
+        if old != NULL:
+            # Same key, same hash: the new entry takes the old one's slot word
+            # (entry_new copied value first, so it may point into old).
+            tp_replace(ref, e)
+            if old.flags & ENTRY_HAS_TTL:
+                whl_unlink(&self.wheel, old)
+            entry_free(&self.slab, old)
+            return 0
+        e.hash = <uint32_t>kv_siphash13(self.seed0, self.seed1, key, key_length)
+        if tp_insert(&self.tables, e) < 0:
+            self._dispose(e)
+            self._dispose_orphan()
+            raise MemoryError()
+        self._dispose_orphan()
+        return 0
+
     cdef int store(self, const char* key, Py_ssize_t key_length,
                    const char* value, Py_ssize_t value_length, int64_t ttl_ms,
                    StoreMode mode, const char* expected, Py_ssize_t expected_length) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
+        cdef SlotRef ref
         cdef Entry* old
-        cdef Entry* e
-        cdef bint has_ttl = ttl_ms > 0
+        cdef int64_t deadline = 0
         if value_length > MAX_VALUE_BYTES:
             raise ValueTooLargeError(
                 f"encoded value is {value_length} bytes, the limit is {MAX_VALUE_BYTES}")
-        old = self._find_live(key, key_length, &table, &index)
+        old = self._find_live(key, key_length, &ref)
         if mode == STORE_IF_ABSENT and old != NULL:
             return 0
         if mode == STORE_IF_EQUAL and (
                 old == NULL or old.value_length != expected_length
                 or memcmp(entry_value(old), expected, expected_length) != 0):
             return 0
-        self.write_version += 1
-        if old != NULL and old.value_length == value_length and (
-                (old.flags & ENTRY_HAS_TTL) != 0) == has_ttl:
-            # Same shape: overwrite in place, no allocator round trip.
-            memcpy(entry_value(old), value, value_length)
-            old.version = self.write_version
-            if has_ttl:
-                whl_unlink(&self.wheel, old)
-                entry_ttl(old).deadline_ms = self.now() + ttl_ms
-                whl_link(&self.wheel, old)
-            return 1
-        e = entry_new(&self.slab, 0, key, key_length, value, value_length, has_ttl)
-        if e == NULL or not pointer_fits_slot(e):
-            entry_free(&self.slab, e)
-            raise MemoryError()
-        e.version = self.write_version
-        if has_ttl:
-            entry_ttl(e).deadline_ms = self.now() + ttl_ms
-            whl_link(&self.wheel, e)
-        if old != NULL:
-            # Same key, same hash: the new entry takes the old one's slot word.
-            e.hash = old.hash
-            table.slots[index] = make_slot(e, slot_dist(table.slots[index]))
-            if old.flags & ENTRY_HAS_TTL:
-                whl_unlink(&self.wheel, old)
-            entry_free(&self.slab, old)
-            return 1
-        e.hash = <uint32_t>kv_siphash13(self.seed0, self.seed1, key, key_length)
-        self._insert(e)
+        if ttl_ms > 0:
+            deadline = self.now() + ttl_ms
+        self._put(key, key_length, value, value_length, ttl_ms > 0, deadline, old, &ref)
+        self._mutated(MUT_STORE, key, key_length, value, value_length, deadline)
         return 1
 
-    cdef int _insert(self, Entry* e) except -1:
-        """Place a new entry (key known absent), growing the table first if needed."""
-        cdef size_t capacity = self.table.mask + 1
-        cdef size_t total = self.table.count + self.old_table.count + 1
-        cdef Entry* homeless
-        if total * 4 > capacity * TABLE_MAX_LOAD_QUARTERS:
-            if self.migrating:
-                # Growing faster than the migration drains: finish it now.
-                self._migrate(<Py_ssize_t>(self.old_table.mask + 1))
-            if total * 4 > capacity * TABLE_MAX_LOAD_QUARTERS:
-                try:
-                    self._start_resize(capacity * 2)
-                except MemoryError:
-                    if self.table.count + 1 >= capacity:
-                        if e.flags & ENTRY_HAS_TTL:
-                            whl_unlink(&self.wheel, e)
-                        entry_free(&self.slab, e)
-                        raise
-                    # A fuller table still works; try to grow again next time.
-        homeless = tbl_place(&self.table, e)
-        if homeless != NULL:
-            self._rebuild(homeless)
-        return 0
-
     cdef int remove(self, const char* key, Py_ssize_t key_length) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        if self._find_live(key, key_length, &table, &index) == NULL:
+        cdef SlotRef ref
+        if self._find_live(key, key_length, &ref) == NULL:
             return 0
-        self._drop(table, index)
-        self._maybe_shrink()
+        self._mutated(MUT_REMOVE, key, key_length, NULL, 0, 0)
+        self._drop(&ref)
+        self._after_delete()
         return 1
 
     cdef int increment(self, const char* key, Py_ssize_t key_length, int64_t delta,
@@ -291,9 +356,8 @@ cdef class Core:
 
     cdef int _add(self, const char* key, Py_ssize_t key_length, int64_t delta, bint subtract,
                   int64_t* result) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        cdef SlotRef ref
+        cdef Entry* e = self._find_live(key, key_length, &ref)
         cdef char encoded[INT_VALUE_BYTES]
         cdef char* value
         cdef int64_t current = 0
@@ -313,99 +377,187 @@ cdef class Core:
         if e != NULL:
             # In place: the ttl and the entry's place in the wheel stay as they are.
             kv_store_u64(value + 1, <uint64_t>result[0])
-            self.write_version += 1
-            e.version = self.write_version
+            self._mutated(MUT_INCR, key, key_length, value, INT_VALUE_BYTES, 0)
             return 0
         encoded[0] = <char>TAG_INT
         kv_store_u64(encoded + 1, <uint64_t>result[0])
-        self.store(key, key_length, encoded, INT_VALUE_BYTES, 0, STORE_ALWAYS, NULL, 0)
+        self._put(key, key_length, encoded, INT_VALUE_BYTES, False, 0, NULL, &ref)
+        self._mutated(MUT_INCR, key, key_length, encoded, INT_VALUE_BYTES, 0)
         return 0
 
     cdef int set_expiry(self, const char* key, Py_ssize_t key_length, int64_t ttl_ms) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        cdef SlotRef ref
+        cdef Entry* e = self._find_live(key, key_length, &ref)
+        cdef int64_t deadline
         if e == NULL:
             return 0
+        deadline = self.now() + ttl_ms
         if e.flags & ENTRY_HAS_TTL:
             whl_unlink(&self.wheel, e)
-            entry_ttl(e).deadline_ms = self.now() + ttl_ms
+            entry_ttl(e).deadline_ms = deadline
             whl_link(&self.wheel, e)
-            return 1
-        # Entries without a ttl carry no TtlBlock: rewrite the entry with one.
-        return self.store(key, key_length, entry_value(e), e.value_length, ttl_ms,
-                          STORE_ALWAYS, NULL, 0)
+        else:
+            # Entries without a ttl carry no TtlBlock: rewrite the entry with one.
+            self._put(key, key_length, entry_value(e), e.value_length, True, deadline, e, &ref)
+        self._mutated(MUT_EXPIRE, key, key_length, NULL, 0, deadline)
+        return 1
 
     cdef int persist(self, const char* key, Py_ssize_t key_length) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        cdef SlotRef ref
+        cdef Entry* e = self._find_live(key, key_length, &ref)
         if e == NULL or not (e.flags & ENTRY_HAS_TTL):
             return 0
-        # The TtlBlock is part of the entry: rewrite the entry without one
-        # (store copies the value out of the old entry before freeing it).
-        return self.store(key, key_length, entry_value(e), e.value_length, 0,
-                          STORE_ALWAYS, NULL, 0)
+        # The TtlBlock is part of the entry: rewrite the entry without one.
+        self._put(key, key_length, entry_value(e), e.value_length, False, 0, e, &ref)
+        self._mutated(MUT_PERSIST, key, key_length, NULL, 0, 0)
+        return 1
 
     cdef int take(self, const char* key, Py_ssize_t key_length, WriteBuffer out) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        cdef SlotRef ref
+        cdef Entry* e = self._find_live(key, key_length, &ref)
         if e == NULL:
             self.misses += 1
             return 0
         self.hits += 1
         # Copy first: a MemoryError here leaves the key in place.
         out.write_raw(entry_value(e), e.value_length)
-        self._drop(table, index)
-        self._maybe_shrink()
+        self._mutated(MUT_REMOVE, key, key_length, NULL, 0, 0)
+        self._drop(&ref)
+        self._after_delete()
         return 1
 
     cdef int exchange(self, const char* key, Py_ssize_t key_length, const char* value,
                       Py_ssize_t value_length, int64_t ttl_ms, WriteBuffer old) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
+        cdef SlotRef ref
         cdef Entry* e
         cdef Py_ssize_t old_length = old._length
+        cdef int64_t deadline = 0
         if value_length > MAX_VALUE_BYTES:
             raise ValueTooLargeError(
                 f"encoded value is {value_length} bytes, the limit is {MAX_VALUE_BYTES}")
-        e = self._find_live(key, key_length, &table, &index)
+        e = self._find_live(key, key_length, &ref)
         if e != NULL:
             old.write_raw(entry_value(e), e.value_length)
+        if ttl_ms > 0:
+            deadline = self.now() + ttl_ms
         try:
-            self.store(key, key_length, value, value_length, ttl_ms, STORE_ALWAYS, NULL, 0)
+            self._put(key, key_length, value, value_length, ttl_ms > 0, deadline, e, &ref)
         except MemoryError:
             old._length = old_length
             raise
+        self._mutated(MUT_STORE, key, key_length, value, value_length, deadline)
         return e != NULL
 
     cdef int remove_if_equal(self, const char* key, Py_ssize_t key_length, const char* expected,
                              Py_ssize_t expected_length) except -1:
-        cdef Table* table
-        cdef Py_ssize_t index
-        cdef Entry* e = self._find_live(key, key_length, &table, &index)
+        cdef SlotRef ref
+        cdef Entry* e = self._find_live(key, key_length, &ref)
         if (e == NULL or e.value_length != expected_length
                 or memcmp(entry_value(e), expected, expected_length) != 0):
             return 0
-        self._drop(table, index)
-        self._maybe_shrink()
+        self._mutated(MUT_REMOVE, key, key_length, NULL, 0, 0)
+        self._drop(&ref)
+        self._after_delete()
         return 1
+
+    # ----------------------------------------------------------- removal
+
+    cdef void _dispose(self, Entry* e) noexcept:
+        """Free an entry that is in no table."""
+        if e.flags & ENTRY_HAS_TTL:
+            whl_unlink(&self.wheel, e)
+        entry_free(&self.slab, e)
+
+    cdef void _drop(self, SlotRef* ref) noexcept:
+        cdef Entry* e = slot_entry(ref.table.slots[ref.index])
+        tp_delete(ref)
+        self._dispose(e)
+
+    cdef void _dispose_orphan(self) noexcept:
+        # Only after an emergency rebuild ran out of memory: that key is lost.
+        cdef Entry* e = self.tables.orphan
+        if e != NULL:
+            self.tables.orphan = NULL
+            self._mutated(MUT_REMOVE, entry_key(e), e.key_length, NULL, 0, 0)
+            self._dispose(e)
+
+    cdef void _reclaim(self, Entry* e) noexcept:
+        """Remove an entry the wheel found due."""
+        cdef SlotRef ref
+        if not tp_find_entry(&self.tables, e, &ref):
+            # Not in the table: the structures disagree. Unlink so the wheel
+            # cannot loop on it; check() reports such corruption.
+            whl_unlink(&self.wheel, e)
+            return
+        self._mutated(MUT_RECLAIM, entry_key(e), e.key_length, NULL, 0, entry_ttl(e).deadline_ms)
+        self._drop(&ref)
+        self.expired += 1
+        self._after_delete()
+
+    cdef void _after_delete(self) noexcept:
+        if tp_count(&self.tables) == 0:
+            # Empty: drop straight to the minimal table and no slab pages, so
+            # memory_bytes returns exactly to an empty engine's.
+            if self.tables.migrating or self.tables.table.mask + 1 != TABLE_MIN_CAPACITY:
+                self._free_all()
+            else:
+                slab_release_spares(&self.slab)
+            return
+        tp_maybe_shrink(&self.tables)
+
+    cdef Py_ssize_t remove_prefixed(self, const char* prefix, Py_ssize_t prefix_length) except -1:
+        cdef Py_ssize_t removed = 0
+        cdef PairIter it
+        cdef Entry* e
+        cdef int64_t now
+        if prefix_length == 0:
+            removed = self.count(NULL, 0)
+            self._free_all()
+            self._mutated(MUT_FLUSH, NULL, 0, NULL, 0, 0)
+            return removed
+        now = self.now()
+        tp_iter_init(&it)
+        e = tp_iter_next(&self.tables, &it)
+        while e != NULL:
+            if e.key_length > prefix_length and memcmp(entry_key(e), prefix, prefix_length) == 0:
+                if entry_expired(e, now):
+                    self.expired += 1
+                else:
+                    removed += 1
+                tp_iter_delete(&it)
+                self._dispose(e)
+            e = tp_iter_next(&self.tables, &it)
+        # One record for the whole namespace (the entries need no records).
+        self._mutated(MUT_FLUSH, prefix, prefix_length, NULL, 0, 0)
+        self._after_delete()
+        return removed
+
+    cdef void _free_all(self) noexcept:
+        """Free every entry and go back to an empty minimal table."""
+        cdef PairIter it
+        cdef Entry* e
+        if tp_count(&self.tables) != 0:
+            tp_iter_init(&it)
+            e = tp_iter_next(&self.tables, &it)
+            while e != NULL:
+                entry_free(&self.slab, e)
+                e = tp_iter_next(&self.tables, &it)
+        slab_release_spares(&self.slab)
+        tp_reset(&self.tables)
+        whl_reset(&self.wheel, self.wheel.cursor_ms)
+
+    # ----------------------------------------------------------- scanning, sampling
 
     cdef uint64_t scan(self, uint64_t cursor, const char* prefix, Py_ssize_t prefix_length,
                        object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF:
         cdef ScanFilter f
         cdef WriteBuffer found = WriteBuffer.new()
-        cdef Table* small
-        cdef Table* large
-        cdef size_t small_floor, large_floor
-        cdef uint64_t v = cursor
-        cdef uint64_t m0, m1
-        cdef Py_ssize_t limit, at, length
+        cdef uint64_t v
+        cdef Py_ssize_t at, length
         if count < 1:
             count = 1
-        # Redis's bound: at most ten buckets (here: buckets + entries) per key asked for.
-        limit = count * 10 if count < (<Py_ssize_t>1 << 40) else (<Py_ssize_t>1 << 44)
+        elif count > SCAN_MAX_COUNT:
+            count = SCAN_MAX_COUNT
         f.prefix = prefix
         f.prefix_length = prefix_length
         f.pattern = NULL
@@ -419,30 +571,7 @@ cdef class Core:
         f.glob_steps = 0
         # Collect into C memory first, build bytes after: creating Python
         # objects can run the GC (and finalizers) in the middle of the walk.
-        while True:
-            if not self.migrating:
-                m0 = self.table.mask
-                tbl_scan_bucket(&self.table, 0, <size_t>(v & m0), &f, found)
-                v = scan_next_cursor(v, m0)
-            else:
-                small = &self.table
-                small_floor = 0
-                large = &self.old_table
-                large_floor = self.migrate_pos
-                if small.mask > large.mask:
-                    small, large = large, small
-                    small_floor, large_floor = large_floor, small_floor
-                m0 = small.mask
-                m1 = large.mask
-                tbl_scan_bucket(small, small_floor, <size_t>(v & m0), &f, found)
-                # Every bucket of the larger table that the small bucket expands to.
-                while True:
-                    tbl_scan_bucket(large, large_floor, <size_t>(v & m1), &f, found)
-                    v = scan_next_cursor(v, m1)
-                    if not (v & (m0 ^ m1)):
-                        break
-            if v == 0 or f.found >= count or f.work >= limit:
-                break
+        v = tp_scan(&self.tables, cursor, &f, count, found)
         at = 0
         while at < found._length:
             length = kv_load_u16(found._buf + at)
@@ -450,185 +579,8 @@ cdef class Core:
             at += 2 + length
         return v
 
-    # ----------------------------------------------------------- removal
-
-    cdef void _drop(self, Table* table, Py_ssize_t index) noexcept:
-        cdef Entry* e = slot_entry(table.slots[index])
-        tbl_delete_at(table, <size_t>index, self.migrate_pos if table == &self.old_table else 0)
-        if e.flags & ENTRY_HAS_TTL:
-            whl_unlink(&self.wheel, e)
-        entry_free(&self.slab, e)
-
-    cdef void _reclaim(self, Entry* e) noexcept:
-        """Remove an entry the wheel found due."""
-        cdef Py_ssize_t index = tbl_find_entry(&self.table, e, 0)
-        if index >= 0:
-            self._drop(&self.table, index)
-        else:
-            index = tbl_find_entry(&self.old_table, e, self.migrate_pos)
-            if index < 0:
-                # Not in either table: the structures disagree. Unlink so the
-                # wheel cannot loop on it; _check() reports such corruption.
-                whl_unlink(&self.wheel, e)
-                return
-            self._drop(&self.old_table, index)
-        self.expired += 1
-        self._maybe_shrink()
-
-    cdef void _maybe_shrink(self) noexcept:
-        cdef size_t capacity = self.table.mask + 1
-        if self.table.count + self.old_table.count == 0:
-            # Empty: drop straight to the minimal table and no slab pages, so
-            # memory_bytes returns exactly to an empty engine's.
-            if self.migrating or capacity != TABLE_MIN_CAPACITY:
-                self._free_all()
-            else:
-                slab_release_spares(&self.slab)
-            return
-        if (not self.migrating and capacity > TABLE_MIN_CAPACITY
-                and self.table.count * TABLE_SHRINK_DIVISOR < capacity):
-            try:
-                self._start_resize(capacity_for(self.table.count))
-            except MemoryError:
-                pass    # keep the bigger table; shrinking is only an economy
-
-    cdef Py_ssize_t remove_prefixed(self, const char* prefix, Py_ssize_t prefix_length) except -1:
-        cdef Py_ssize_t removed = 0
-        cdef Table* tables[2]
-        cdef size_t floors[2]
-        cdef Table* t
-        cdef size_t i
-        cdef Entry* e
-        cdef int which
-        if prefix_length == 0:
-            removed = self.count(NULL, 0)
-            self._free_all()
-            return removed
-        tables[0] = &self.table
-        floors[0] = 0
-        tables[1] = &self.old_table
-        floors[1] = self.migrate_pos
-        for which in range(2 if self.migrating else 1):
-            t = tables[which]
-            i = floors[which]
-            while i <= t.mask:
-                # Deleting shifts the next entry into slot i: look at i again.
-                while t.slots[i] != 0:
-                    e = slot_entry(t.slots[i])
-                    if e.key_length < prefix_length or memcmp(entry_key(e), prefix, prefix_length) != 0:
-                        break
-                    if not entry_expired(e, self.now()):
-                        removed += 1
-                    else:
-                        self.expired += 1
-                    self._drop(t, <Py_ssize_t>i)
-                i += 1
-        self._maybe_shrink()
-        return removed
-
-    cdef void _free_all(self) noexcept:
-        """Free every entry and go back to an empty minimal table."""
-        cdef Table* tables[2]
-        cdef size_t i
-        cdef int which
-        cdef size_t floors[2]
-        tables[0] = &self.table
-        floors[0] = 0
-        tables[1] = &self.old_table
-        floors[1] = self.migrate_pos
-        for which in range(2):
-            if tables[which].slots == NULL or tables[which].count == 0:
-                continue
-            for i in range(floors[which], tables[which].mask + 1):
-                if tables[which].slots[i] != 0:
-                    entry_free(&self.slab, slot_entry(tables[which].slots[i]))
-        slab_release_spares(&self.slab)
-        tbl_release(&self.old_table, &self.memory_bytes)
-        self.migrating = False
-        self.migrate_pos = 0
-        if self.table.mask + 1 != TABLE_MIN_CAPACITY:
-            tbl_release(&self.table, &self.memory_bytes)
-            if tbl_init(&self.table, &self.memory_bytes, TABLE_MIN_CAPACITY) < 0:
-                # Cannot fail in practice (128 bytes); leave a usable 0-slot state out.
-                pass
-        else:
-            for i in range(self.table.mask + 1):
-                self.table.slots[i] = 0
-            self.table.count = 0
-        whl_reset(&self.wheel, self.wheel.cursor_ms)
-
-    # ----------------------------------------------------------- resizing
-
-    cdef int _start_resize(self, size_t capacity) except -1:
-        cdef Table fresh
-        if self.migrating:
-            self._migrate(<Py_ssize_t>(self.old_table.mask + 1))
-        if tbl_init(&fresh, &self.memory_bytes, capacity) < 0:
-            raise MemoryError()
-        self.old_table = self.table
-        self.table = fresh
-        self.migrating = True
-        self.migrate_pos = 0
-        return 0
-
-    cdef void _migrate(self, Py_ssize_t slots) noexcept:
-        cdef Table* old = &self.old_table
-        cdef uint64_t slot
-        cdef Entry* homeless
-        while slots > 0 and self.migrating:
-            slot = old.slots[self.migrate_pos]
-            if slot != 0:
-                old.slots[self.migrate_pos] = 0
-                old.count -= 1
-                homeless = tbl_place(&self.table, slot_entry(slot))
-                if homeless != NULL:
-                    try:
-                        self._rebuild(homeless)
-                    except MemoryError:
-                        pass    # _rebuild already dropped the homeless entry
-                    return
-            self.migrate_pos += 1
-            slots -= 1
-            if self.migrate_pos > old.mask:
-                tbl_release(old, &self.memory_bytes)
-                self.migrating = False
-                self.migrate_pos = 0
-                # Deletes during a shrink may call for a smaller table still.
-                self._maybe_shrink()
-                return
-        if self.migrating:
-            tbl_release_below(old, &self.memory_bytes, self.migrate_pos)
-
-    cdef int _rebuild(self, Entry* homeless) except -1:
-        """Move everything into a table twice as big, at once. Only reached when
-        a probe chain would exceed 255 slots, which a keyed hash makes
-        practically impossible; it keeps the table correct if it happens."""
-        cdef Table fresh
-        cdef Table* tables[2]
-        cdef size_t i
-        cdef int which
-        cdef Entry* e
-        if tbl_init(&fresh, &self.memory_bytes, (self.table.mask + 1) * 2) < 0:
-            if homeless.flags & ENTRY_HAS_TTL:
-                whl_unlink(&self.wheel, homeless)
-            entry_free(&self.slab, homeless)
-            raise MemoryError()
-        tables[0] = &self.table
-        tables[1] = &self.old_table
-        for which in range(2):
-            if tables[which].slots == NULL:
-                continue
-            for i in range(0 if which == 0 else self.migrate_pos, tables[which].mask + 1):
-                if tables[which].slots[i] != 0:
-                    e = tbl_place(&fresh, slot_entry(tables[which].slots[i]))
-                    # A doubled table cannot overflow again in practice.
-        tbl_place(&fresh, homeless)
-        tbl_release(&self.old_table, &self.memory_bytes)
-        tbl_release(&self.table, &self.memory_bytes)
-        self.table = fresh
-        self.migrating = False
-        self.migrate_pos = 0
-        return 0
+    cdef Py_ssize_t sample(self, Entry** out, Py_ssize_t n) noexcept:
+        return tp_sample(&self.tables, out, n, &self.rng)
 
     # ----------------------------------------------------------- expiry
 
@@ -647,14 +599,15 @@ cdef class Core:
         cdef bint done = False
         self.clock_fresh = False
         while True:
-            if self.migrating:
-                self._migrate(PURGE_CHUNK_ENTRIES * 4)
+            if self.tables.migrating:
+                tp_step(&self.tables, PURGE_CHUNK_ENTRIES * 4)
+                self._dispose_orphan()
             budget = PURGE_CHUNK_ENTRIES
             done = self.wheel.count == 0 or whl_advance(self, self.now(), &budget)
-            if (done and not self.migrating) or kv_monotonic_us() - started >= budget_us:
+            if (done and not self.tables.migrating) or kv_monotonic_us() - started >= budget_us:
                 break
         self.backlog = not done
-        more[0] = self.backlog or self.migrating
+        more[0] = self.backlog or self.tables.migrating
         return <Py_ssize_t>(self.expired - expired_before)
 
     cdef int tick(self, int64_t budget_us) except -1:
@@ -666,38 +619,29 @@ cdef class Core:
 
     cdef Py_ssize_t count(self, const char* prefix, Py_ssize_t prefix_length) except -1:
         cdef Py_ssize_t live = 0
-        cdef Table* tables[2]
-        cdef size_t floors[2]
-        cdef size_t i
-        cdef int which
-        cdef uint64_t slot
+        cdef PairIter it
         cdef Entry* e
         cdef int64_t now
         if prefix_length == 0:
             self.catch_up()
-            return <Py_ssize_t>(self.table.count + self.old_table.count)
+            return <Py_ssize_t>tp_count(&self.tables)
         now = self.now()
-        tables[0] = &self.table
-        floors[0] = 0
-        tables[1] = &self.old_table
-        floors[1] = self.migrate_pos
-        for which in range(2 if self.migrating else 1):
-            for i in range(floors[which], tables[which].mask + 1):
-                slot = tables[which].slots[i]
-                if slot == 0:
-                    continue
-                e = slot_entry(slot)
-                if (e.key_length >= prefix_length
-                        and memcmp(entry_key(e), prefix, prefix_length) == 0
-                        and not entry_expired(e, now)):
-                    live += 1
+        tp_iter_init(&it)
+        e = tp_iter_next(&self.tables, &it)
+        while e != NULL:
+            if (e.key_length > prefix_length
+                    and memcmp(entry_key(e), prefix, prefix_length) == 0
+                    and not entry_expired(e, now)):
+                live += 1
+            e = tp_iter_next(&self.tables, &it)
         return live
 
     cdef dict info(self):
         # Bounded like every call: "keys" counts the entries held, expired ones
         # not yet reclaimed included (as Redis's INFO keyspace does); len() is
         # the exact live count.
-        cdef size_t keys = self.table.count + self.old_table.count
+        cdef size_t keys = tp_count(&self.tables)
+        cdef size_t capacity = self.tables.table.mask + 1
         return {
             "keys": keys,
             "expiry_backlog": bool(self.backlog),
@@ -706,10 +650,10 @@ cdef class Core:
             "misses": self.misses,
             "expired": self.expired,
             "keys_with_ttl": self.wheel.count,
-            "capacity": self.table.mask + 1,
-            "load_factor": keys / <double>(self.table.mask + 1),
-            "resizing": bool(self.migrating),
-            "writes": self.write_version,
+            "capacity": capacity,
+            "load_factor": keys / <double>capacity,
+            "resizing": bool(self.tables.migrating),
+            "writes": self.mutations,
         }
 
     # ----------------------------------------------------------- scratch
@@ -732,83 +676,46 @@ cdef class Core:
     # ----------------------------------------------------------- debugging
 
     def check(self):
-        """Verify every structural invariant of the table and the wheel;
+        """Verify every structural invariant of the table pair and the wheel;
         raise AssertionError naming the first one broken. O(n): for tests."""
-        cdef Table* tables[2]
-        cdef size_t floors[2]
-        cdef size_t i, home, mask, entries = 0, with_ttl = 0
-        cdef int which, level, slot_index
-        cdef uint64_t slot, previous
-        cdef Entry* e
-        cdef Entry* link
-        cdef Entry** expected_pprev
-        cdef uint32_t dist
-        cdef int64_t deadline
-        tables[0] = &self.table
-        floors[0] = 0
-        tables[1] = &self.old_table
-        floors[1] = self.migrate_pos
-        for which in range(2 if self.migrating else 1):
-            mask = tables[which].mask
-            counted = 0
-            for i in range(floors[which], mask + 1):
-                slot = tables[which].slots[i]
-                if slot == 0:
-                    continue
-                counted += 1
-                e = slot_entry(slot)
-                home = e.hash & mask
-                dist = slot_dist(slot)
-                if ((i - home) & mask) != dist:
-                    raise AssertionError(f"slot {i}: stored distance {dist}, real {(i - home) & mask}")
-                if (slot >> SLOT_TAG_SHIFT) != hash_tag(e.hash):
-                    raise AssertionError(f"slot {i}: tag does not match the entry's hash")
-                if e.hash != <uint32_t>kv_siphash13(self.seed0, self.seed1, entry_key(e), e.key_length):
-                    raise AssertionError(f"slot {i}: entry hash is not the key's hash")
-                if dist > 0 and i != floors[which]:
-                    previous = tables[which].slots[(i - 1) & mask]
-                    if previous == 0 or slot_dist(previous) + 1 < dist:
-                        raise AssertionError(f"slot {i}: Robin Hood order broken")
-                if e.flags & ENTRY_HAS_TTL:
-                    with_ttl += 1
-            if counted != tables[which].count:
-                raise AssertionError(f"table {which}: count {tables[which].count}, slots hold {counted}")
-            entries += counted
-        linked = 0
-        for level in range(WHEEL_LEVELS):
-            for slot_index in range(WHEEL_SLOTS):
-                link = self.wheel.slots[level][slot_index]
-                if (link != NULL) != (((self.wheel.occupied[level] >> slot_index) & 1) == 1):
-                    raise AssertionError(f"wheel level {level} slot {slot_index}: occupancy bit wrong")
-                expected_pprev = &self.wheel.slots[level][slot_index]
-                while link != NULL:
-                    linked += 1
-                    if not (link.flags & ENTRY_HAS_TTL):
-                        raise AssertionError("wheel links an entry without a ttl")
-                    if entry_ttl(link).pprev != expected_pprev:
-                        raise AssertionError("wheel back-link broken")
-                    deadline = entry_ttl(link).deadline_ms
-                    if deadline < self.wheel.cursor_ms:
-                        # Overdue: only the level-0 slot the cursor is on may hold it.
-                        if level != 0 or slot_index != whl_digit(self.wheel.cursor_ms, 0):
-                            raise AssertionError(f"overdue entry filed at level {level} slot {slot_index}")
-                    elif (whl_digit(deadline, level) != slot_index
-                            or (deadline >> (WHEEL_SLOT_BITS * (level + 1)))
-                            != (self.wheel.cursor_ms >> (WHEEL_SLOT_BITS * (level + 1)))):
-                        raise AssertionError(f"entry filed at level {level} slot {slot_index} "
-                                             f"does not match its deadline {deadline}")
-                    elif slot_index < whl_digit(self.wheel.cursor_ms, level):
-                        # (== is a cascade the budget interrupted, resumed next call)
-                        raise AssertionError(f"wheel level {level} slot {slot_index} is behind the cursor")
-                    if tbl_find_entry(&self.table, link, 0) < 0 and (
-                            not self.migrating or tbl_find_entry(&self.old_table, link, self.migrate_pos) < 0):
-                        raise AssertionError("wheel links an entry the table does not hold")
-                    expected_pprev = &entry_ttl(link).next
-                    link = entry_ttl(link).next
-        if linked != self.wheel.count or linked != with_ttl:
-            raise AssertionError(
-                f"wheel count {self.wheel.count}, linked {linked}, entries with ttl {with_ttl}")
+        cdef size_t with_ttl = 0
+        cdef Py_ssize_t entries = tp_check(&self.tables, self.seed0, self.seed1, &with_ttl)
+        whl_check(&self.wheel, &self.tables, with_ttl)
         return entries
+
+
+cdef void observe_hook(void* context, MutationKind kind, const char* key, Py_ssize_t key_length,
+                       const char* value, Py_ssize_t value_length, int64_t deadline_ms) noexcept:
+    """The test observer's hook: append the record to Core.observed (C memory
+    only: no Python code runs inside the operation); delivered by end()."""
+    cdef Core core = <Core>context
+    cdef WriteBuffer buf = core.observed
+    try:
+        buf.write_u8(<uint8_t>kind)
+        buf.write_u32(<uint32_t>key_length)
+        buf.write_raw(key, key_length)
+        buf.write_u32(<uint32_t>value_length)
+        buf.write_raw(value, value_length)
+        buf.write_i64(deadline_ms)
+    except MemoryError:
+        core.observe_failed = True
+
+
+cdef object _MUTATION_NAMES = {
+    MUT_STORE: "store", MUT_REMOVE: "remove", MUT_EXPIRE: "expire", MUT_PERSIST: "persist",
+    MUT_INCR: "incr", MUT_FLUSH: "flush", MUT_RECLAIM: "reclaim",
+}
+
+
+cdef tuple _mutation_record(uint8_t kind, bytes key, bytes value, int64_t deadline):
+    name = _MUTATION_NAMES[kind]
+    if kind == MUT_STORE:
+        return (name, key, value, deadline if deadline else None)
+    if kind == MUT_INCR:
+        return (name, key, value)
+    if kind == MUT_EXPIRE or kind == MUT_RECLAIM:
+        return (name, key, deadline)
+    return (name, key)
 
 
 # ----------------------------------------------------------------- helpers
@@ -946,6 +853,7 @@ cdef class KeySpace:
                               buf._buf + value_length, buf._length - value_length)
         finally:
             key_release(&ref)
+            core.end()
             core._give_back_scratch(buf)
 
     def delete(self, key):
@@ -958,6 +866,7 @@ cdef class KeySpace:
             return core.remove(ref.ptr, ref.length) == 1
         finally:
             key_release(&ref)
+            core.end()
 
     def exists(self, key):
         """True when key holds a live value."""
@@ -995,6 +904,7 @@ cdef class KeySpace:
                 core.increment(ref.ptr, ref.length, d, &result)
         finally:
             key_release(&ref)
+            core.end()
         return result
 
     def expire(self, key, ttl):
@@ -1008,6 +918,7 @@ cdef class KeySpace:
             return core.set_expiry(ref.ptr, ref.length, ttl_ms) == 1
         finally:
             key_release(&ref)
+            core.end()
 
     def persist(self, key):
         """Drop key's ttl; True when it had one (False: missing or no ttl)."""
@@ -1019,6 +930,7 @@ cdef class KeySpace:
             return core.persist(ref.ptr, ref.length) == 1
         finally:
             key_release(&ref)
+            core.end()
 
     def getdel(self, key, default=None):
         """Remove key and return the value it held, or default when missing."""
@@ -1040,6 +952,7 @@ cdef class KeySpace:
             return decode_value(&rd)
         finally:
             key_release(&ref)
+            core.end()
             core._give_back_scratch(buf)
 
     def getset(self, key, value, ttl=None):
@@ -1060,6 +973,7 @@ cdef class KeySpace:
             had = core.exchange(ref.ptr, ref.length, buf._buf, buf._length, ttl_ms, old)
         finally:
             key_release(&ref)
+            core.end()
             core._give_back_scratch(buf)
         if not had:
             return None
@@ -1080,6 +994,7 @@ cdef class KeySpace:
             return core.remove_if_equal(ref.ptr, ref.length, buf._buf, buf._length) == 1
         finally:
             key_release(&ref)
+            core.end()
             core._give_back_scratch(buf)
 
     def ttl(self, key):
@@ -1172,13 +1087,18 @@ cdef class KeySpace:
                         f"the limit is {MAX_VALUE_BYTES}")
             core.begin()
             at = 0
-            for i in range(n):
-                core.store(buf._buf + at, spans[2 * i] - at,
-                           buf._buf + spans[2 * i], spans[2 * i + 1] - spans[2 * i],
-                           ttl_ms, STORE_ALWAYS, NULL, 0)
-                at = spans[2 * i + 1]
+            core.batch_begin()
+            try:
+                for i in range(n):
+                    core.store(buf._buf + at, spans[2 * i] - at,
+                               buf._buf + spans[2 * i], spans[2 * i + 1] - spans[2 * i],
+                               ttl_ms, STORE_ALWAYS, NULL, 0)
+                    at = spans[2 * i + 1]
+            finally:
+                core.batch_end()
         finally:
             free(spans)
+            core.end()
 
     def mdel(self, keys):
         """Remove keys; how many existed. A bad key raises before any removal."""
@@ -1199,11 +1119,16 @@ cdef class KeySpace:
                     key_release(&ref)
                 ends[i] = buf._length
             core.begin()
-            for i in range(n):
-                removed += core.remove(buf._buf + at, ends[i] - at)
-                at = ends[i]
+            core.batch_begin()
+            try:
+                for i in range(n):
+                    removed += core.remove(buf._buf + at, ends[i] - at)
+                    at = ends[i]
+            finally:
+                core.batch_end()
         finally:
             free(ends)
+            core.end()
         return removed
 
     def mexists(self, keys):
@@ -1257,8 +1182,11 @@ cdef class KeySpace:
     def flush(self):
         """Remove every key (of this namespace only, for a view); how many."""
         self._core.begin()
-        return self._core.remove_prefixed(PyBytes_AS_STRING(self._prefix),
-                                          PyBytes_GET_SIZE(self._prefix))
+        try:
+            return self._core.remove_prefixed(PyBytes_AS_STRING(self._prefix),
+                                              PyBytes_GET_SIZE(self._prefix))
+        finally:
+            self._core.end()
 
     def purge_expired(self, budget_ms=1.0):
         """Reclaim expired keys for up to budget_ms milliseconds; how many were
@@ -1267,7 +1195,10 @@ cdef class KeySpace:
         cdef double budget = budget_ms
         if not isfinite(budget) or budget < 0:
             raise InvalidArgumentError(f"budget_ms must be >= 0, got {budget_ms!r}")
-        return self._core.reclaim(<int64_t>(budget * 1000.0), &more)
+        try:
+            return self._core.reclaim(<int64_t>(budget * 1000.0), &more)
+        finally:
+            self._core.end()
 
     def tick(self, budget_ms=1.0):
         """The engine's one housekeeping step (expiry reclaim, resize
@@ -1276,7 +1207,10 @@ cdef class KeySpace:
         cdef double budget = budget_ms
         if not isfinite(budget) or budget < 0:
             raise InvalidArgumentError(f"budget_ms must be >= 0, got {budget_ms!r}")
-        return self._core.tick(<int64_t>(budget * 1000.0)) == 1
+        try:
+            return self._core.tick(<int64_t>(budget * 1000.0)) == 1
+        finally:
+            self._core.end()
 
     def info(self):
         """Figures about the engine: keys (entries held, including expired ones
@@ -1309,6 +1243,53 @@ cdef class KeySpace:
     def _check(self):
         """Verify the table and wheel invariants (tests call it after each step)."""
         return self._core.check()
+
+    def _observe(self, observer):
+        """Test-only: call observer(record) with every mutation record, after
+        the call that made it (never inside a table operation); None stops.
+        Records: ("store", key, value_encoding, deadline_ms | None),
+        ("remove", key), ("expire", key, deadline_ms), ("persist", key),
+        ("incr", key, result_encoding), ("flush", prefix), ("reclaim", key,
+        deadline_ms), ("batch", (records...)). Keys carry any prefix;
+        deadlines are ms on the engine's clock. The whole engine's."""
+        cdef Core core = self._core
+        if observer is None:
+            core._deliver()
+            if core.hook == observe_hook:
+                core.hook = NULL
+                core.hook_context = NULL
+            core.observer = None
+            core.observed = None
+            return
+        if not callable(observer):
+            raise InvalidArgumentError("observer must be callable or None")
+        if core.hook != NULL and core.hook != observe_hook:
+            raise InvalidArgumentError("another mutation hook is installed")
+        core.observed = WriteBuffer.new()
+        core.observer = observer
+        core.hook_context = <void*>core
+        core.hook = observe_hook
+
+    def _sample(self, n):
+        """Test-only: keys of up to n entries picked by Core.sample()."""
+        cdef Core core = self._core
+        cdef Py_ssize_t want = n
+        cdef Entry** picked
+        cdef Py_ssize_t got, i
+        cdef list keys = []
+        if want < 0:
+            raise InvalidArgumentError("n must be >= 0")
+        picked = <Entry**>malloc((want + 1) * sizeof(Entry*))
+        if picked == NULL:
+            raise MemoryError()
+        try:
+            core.begin()
+            got = core.sample(picked, want)
+            for i in range(got):
+                keys.append(entry_key(picked[i])[:picked[i].key_length])
+        finally:
+            free(picked)
+        return keys
 
 
 cdef class Engine(KeySpace):
@@ -1357,7 +1338,7 @@ cdef class Engine(KeySpace):
             self._reclaim_stop.set()
 
     def __repr__(self):
-        return f"<kvstore.Engine keys={self._core.table.count + self._core.old_table.count}>"
+        return f"<kvstore.Engine keys={tp_count(&self._core.tables)}>"
 
 
 cdef class Namespace(KeySpace):

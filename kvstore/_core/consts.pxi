@@ -28,6 +28,10 @@ cdef enum:
     # purge_expired() works in chunks of this many entries between clock checks.
     PURGE_CHUNK_ENTRIES = 256
 
+    # KVSTORE_DEBUG builds validate on every call up to this many entries,
+    # and on every (n / this + 1)-th call above it.
+    DEBUG_CHECK_ENTRIES = 2048
+
     # Largest count a scan() step accepts (a hint; work per step is 10x it).
     SCAN_MAX_COUNT = 1048576
 

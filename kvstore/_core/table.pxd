@@ -43,7 +43,10 @@ ctypedef struct Entry:
     uint16_t key_length      # bytes of the key, 1..65535
     uint8_t flags            # ENTRY_HAS_TTL
     uint8_t reserved
-    uint32_t version         # Core.write_version when the entry was last written
+    uint32_t spare           # unused, always 0. Kept on purpose (the header stays
+                             # 16 bytes either way): eviction (next issue) needs a
+                             # per-entry access clock or LFU counter here, and the
+                             # snapshot design may need a per-entry epoch.
     # Followed by [TtlBlock when flags & ENTRY_HAS_TTL], key bytes, value bytes.
 
 
@@ -75,3 +78,32 @@ ctypedef struct ScanFilter:
     Py_ssize_t found             # keys written to the output so far
     Py_ssize_t work              # buckets visited + entries looked at (the step's bound)
     uint64_t glob_steps          # work done by the matcher (tests bound it)
+
+
+# The table pair: the table plus, during an incremental resize, the old table
+# being drained into it. table.pyx's tp_* functions are the only code that
+# knows there may be two tables: find/insert/delete, resize start/step, scan,
+# sampling and full iteration all go through them.
+ctypedef struct TablePair:
+    Table table              # where new entries go
+    Table old                # the table being drained into `table` (live while migrating)
+    bint migrating           # a resize is under way
+    size_t migrate_pos       # old slots below this have been moved (and may be unmapped)
+    size_t* used             # the owner's byte counter (Core.memory_bytes)
+    Entry* orphan            # an entry a failed emergency rebuild could not place
+                             # (out of memory): in no table now; the owner frees it
+
+# Where an entry sits: which table, which slot, and that table's floor (slots
+# below it are migrated away). Valid until the next change to the pair.
+ctypedef struct SlotRef:
+    Table* table
+    size_t index
+    size_t floor
+
+# A full walk over both tables (tp_iter_*). Deleting the current entry with
+# tp_iter_delete keeps the walk exact: the slot is looked at again, since a
+# backward shift moves the next entry into it.
+ctypedef struct PairIter:
+    int which                # 0: table, 1: old table, 2: done
+    size_t index             # slot to look at next
+    SlotRef current          # the slot of the entry tp_iter_next returned last

@@ -117,7 +117,7 @@ cdef Entry* entry_new(Slab* slab, uint32_t hash, const char* key, Py_ssize_t key
     e.key_length = <uint16_t>key_length
     e.flags = ENTRY_HAS_TTL if has_ttl else 0
     e.reserved = 0
-    e.version = 0
+    e.spare = 0
     memcpy(entry_key(e), key, key_length)
     memcpy(entry_value(e), value, value_length)
     return e
@@ -304,6 +304,288 @@ cdef inline size_t capacity_for(size_t count) noexcept nogil:
     return capacity
 
 
+# ---------------------------------------------------------------- the pair
+# Everything below works on a TablePair and is the only code in the engine
+# that knows a resize keeps two tables. Core sees entries and SlotRefs.
+
+cdef int tp_init(TablePair* p, size_t* used) noexcept nogil:
+    """An empty pair with a minimal table; -1 when out of memory."""
+    p.used = used
+    p.migrating = False
+    p.migrate_pos = 0
+    p.orphan = NULL
+    p.old.slots = NULL
+    p.old.mask = 0
+    p.old.count = 0
+    p.old.released = 0
+    return tbl_init(&p.table, used, TABLE_MIN_CAPACITY)
+
+
+cdef void tp_release(TablePair* p) noexcept nogil:
+    """Give back both slot arrays (the entries are the owner's to free)."""
+    tbl_release(&p.old, p.used)
+    tbl_release(&p.table, p.used)
+    p.migrating = False
+    p.migrate_pos = 0
+
+
+cdef void tp_reset(TablePair* p) noexcept nogil:
+    """Back to an empty minimal table, after the owner freed every entry."""
+    cdef size_t i
+    tbl_release(&p.old, p.used)
+    p.migrating = False
+    p.migrate_pos = 0
+    if p.table.mask + 1 != TABLE_MIN_CAPACITY:
+        tbl_release(&p.table, p.used)
+        # 128 bytes: cannot fail in practice; a failure leaves a 0-slot table
+        # that tbl_find treats as empty and tp_insert grows.
+        tbl_init(&p.table, p.used, TABLE_MIN_CAPACITY)
+    else:
+        for i in range(p.table.mask + 1):
+            p.table.slots[i] = 0
+        p.table.count = 0
+
+
+cdef inline size_t tp_count(TablePair* p) noexcept nogil:
+    """Entries held (expired ones included until reclaimed)."""
+    return p.table.count + p.old.count
+
+
+cdef inline Entry* tp_find(TablePair* p, uint32_t hash, const char* key, Py_ssize_t key_length,
+                           SlotRef* ref) noexcept nogil:
+    """The entry for key and where it sits, or NULL."""
+    cdef Py_ssize_t i = tbl_find(&p.table, hash, key, key_length, 0)
+    if i >= 0:
+        ref.table = &p.table
+        ref.floor = 0
+    elif p.migrating:
+        i = tbl_find(&p.old, hash, key, key_length, p.migrate_pos)
+        if i < 0:
+            return NULL
+        ref.table = &p.old
+        ref.floor = p.migrate_pos
+    else:
+        return NULL
+    ref.index = <size_t>i
+    return slot_entry(ref.table.slots[i])
+
+
+cdef bint tp_find_entry(TablePair* p, Entry* e, SlotRef* ref) noexcept nogil:
+    """Where exactly this entry sits (the wheel knows entries, not slots)."""
+    cdef Py_ssize_t i = tbl_find_entry(&p.table, e, 0)
+    if i >= 0:
+        ref.table = &p.table
+        ref.floor = 0
+    elif p.migrating:
+        i = tbl_find_entry(&p.old, e, p.migrate_pos)
+        if i < 0:
+            return False
+        ref.table = &p.old
+        ref.floor = p.migrate_pos
+    else:
+        return False
+    ref.index = <size_t>i
+    return True
+
+
+cdef inline void tp_replace(SlotRef* ref, Entry* e) noexcept nogil:
+    """Put e (same key, same hash) in the slot of the entry it replaces."""
+    e.hash = slot_entry(ref.table.slots[ref.index]).hash
+    ref.table.slots[ref.index] = make_slot(e, slot_dist(ref.table.slots[ref.index]))
+
+
+cdef inline void tp_delete(SlotRef* ref) noexcept nogil:
+    tbl_delete_at(ref.table, ref.index, ref.floor)
+
+
+cdef int tp_rebuild(TablePair* p, Entry* homeless) noexcept nogil:
+    """Move everything into a table twice as big, at once. Only reached when
+    a probe chain would exceed 255 slots, which a keyed hash makes
+    practically impossible; it keeps the table correct if it happens. Out of
+    memory: homeless becomes p.orphan and -1."""
+    cdef Table fresh
+    cdef PairIter it
+    cdef Entry* e
+    if tbl_init(&fresh, p.used, (p.table.mask + 1) * 2) < 0:
+        p.orphan = homeless
+        return -1
+    tp_iter_init(&it)
+    e = tp_iter_next(p, &it)
+    while e != NULL:
+        tbl_place(&fresh, e)        # a doubled table cannot overflow again in practice
+        e = tp_iter_next(p, &it)
+    tbl_place(&fresh, homeless)
+    tbl_release(&p.old, p.used)
+    tbl_release(&p.table, p.used)
+    p.table = fresh
+    p.migrating = False
+    p.migrate_pos = 0
+    return 0
+
+
+cdef int tp_start_resize(TablePair* p, size_t capacity) noexcept nogil:
+    """Begin an incremental resize to `capacity` slots; -1 when out of memory
+    (the pair stays as it was, still correct)."""
+    cdef Table fresh
+    if p.migrating:
+        tp_step(p, <Py_ssize_t>(p.old.mask + 1))
+    if tbl_init(&fresh, p.used, capacity) < 0:
+        return -1
+    p.old = p.table
+    p.table = fresh
+    p.migrating = True
+    p.migrate_pos = 0
+    return 0
+
+
+cdef void tp_maybe_shrink(TablePair* p) noexcept nogil:
+    """Start a shrink when the table is mostly empty (never below the minimum)."""
+    cdef size_t capacity = p.table.mask + 1
+    if (not p.migrating and capacity > TABLE_MIN_CAPACITY
+            and p.table.count * TABLE_SHRINK_DIVISOR < capacity):
+        tp_start_resize(p, capacity_for(p.table.count))   # failing is fine: an economy
+
+
+cdef void tp_step(TablePair* p, Py_ssize_t slots) noexcept nogil:
+    """Move up to `slots` old slots into the table (Redis's dictRehash step)."""
+    cdef Table* old = &p.old
+    cdef uint64_t slot
+    cdef Entry* homeless
+    while slots > 0 and p.migrating:
+        slot = old.slots[p.migrate_pos]
+        if slot != 0:
+            old.slots[p.migrate_pos] = 0
+            old.count -= 1
+            homeless = tbl_place(&p.table, slot_entry(slot))
+            if homeless != NULL:
+                tp_rebuild(p, homeless)     # ends the migration either way
+                return
+        p.migrate_pos += 1
+        slots -= 1
+        if p.migrate_pos > old.mask:
+            tbl_release(old, p.used)
+            p.migrating = False
+            p.migrate_pos = 0
+            # Deletes during a shrink may call for a smaller table still.
+            tp_maybe_shrink(p)
+            return
+    if p.migrating:
+        tbl_release_below(old, p.used, p.migrate_pos)
+
+
+cdef int tp_insert(TablePair* p, Entry* e) noexcept nogil:
+    """Place a new entry (key known absent), growing first when the load calls
+    for it. -1 when out of memory with no room left: e is not placed."""
+    cdef size_t capacity = p.table.mask + 1
+    cdef size_t total = tp_count(p) + 1
+    cdef Entry* homeless
+    if total * 4 > capacity * TABLE_MAX_LOAD_QUARTERS:
+        if p.migrating:
+            # Growing faster than the migration drains: finish it now.
+            tp_step(p, <Py_ssize_t>(p.old.mask + 1))
+            capacity = p.table.mask + 1
+        if (total * 4 > capacity * TABLE_MAX_LOAD_QUARTERS
+                and tp_start_resize(p, capacity * 2) < 0 and p.table.count + 1 >= capacity):
+            return -1       # (a fuller table still works; growth is retried next insert)
+    homeless = tbl_place(&p.table, e)
+    if homeless != NULL:
+        tp_rebuild(p, homeless)
+    return 0
+
+
+# Full iteration (the validator, flush, teardown). See PairIter in table.pxd.
+
+cdef inline void tp_iter_init(PairIter* it) noexcept nogil:
+    it.which = 0
+    it.index = 0
+
+
+cdef Entry* tp_iter_next(TablePair* p, PairIter* it) noexcept nogil:
+    """The next entry of the walk, its slot in it.current; NULL at the end."""
+    cdef Table* t
+    cdef size_t floor
+    cdef uint64_t slot
+    while it.which < 2:
+        if it.which == 0:
+            t = &p.table
+            floor = 0
+        elif p.migrating:
+            t = &p.old
+            floor = p.migrate_pos
+            if it.index < floor:
+                it.index = floor
+        else:
+            break
+        while t.slots != NULL and it.index <= t.mask:
+            slot = t.slots[it.index]
+            if slot != 0:
+                it.current.table = t
+                it.current.index = it.index
+                it.current.floor = floor
+                it.index += 1
+                return slot_entry(slot)
+            it.index += 1
+        it.which += 1
+        it.index = 0
+    it.which = 2
+    return NULL
+
+
+cdef inline void tp_iter_delete(PairIter* it) noexcept nogil:
+    """Delete the entry tp_iter_next returned last (the caller frees it) and
+    look at its slot again: the backward shift moved the next entry there. A
+    shift that wraps from slot 0 to the last slot shows a kept entry twice;
+    no entry is ever skipped. Start no resize during the walk."""
+    tbl_delete_at(it.current.table, it.current.index, it.current.floor)
+    it.index = it.current.index
+
+
+# Random sampling of entries (eviction), like Redis's dictGetSomeKeys: from a
+# random slot, take the entries of consecutive slots in both tables. Not
+# uniform (an entry after a long empty stretch is likelier), which is what
+# Redis accepts for eviction, and cheap: at most 10 slots looked at per entry
+# asked for, never the same slot twice.
+
+cdef inline uint64_t tp_random(uint64_t* state) noexcept nogil:
+    # xorshift64*: the state must start non-zero.
+    cdef uint64_t x = state[0]
+    x ^= x >> 12
+    x ^= x << 25
+    x ^= x >> 27
+    state[0] = x
+    return x * <uint64_t>0x2545F4914F6CDD1D
+
+
+cdef Py_ssize_t tp_sample(TablePair* p, Entry** out, Py_ssize_t n, uint64_t* rng) noexcept nogil:
+    """Up to n distinct entries (expired ones included) into out; how many."""
+    cdef size_t maxmask = p.table.mask
+    cdef size_t i, steps
+    cdef Py_ssize_t stored = 0
+    cdef uint64_t slot
+    if p.migrating and p.old.mask > maxmask:
+        maxmask = p.old.mask
+    if n > <Py_ssize_t>tp_count(p):
+        n = <Py_ssize_t>tp_count(p)
+    steps = <size_t>n * 10
+    if steps > maxmask + 1:
+        steps = maxmask + 1
+    i = <size_t>(tp_random(rng) & maxmask)
+    while stored < n and steps > 0:
+        if i <= p.table.mask:
+            slot = p.table.slots[i]
+            if slot != 0:
+                out[stored] = slot_entry(slot)
+                stored += 1
+        if p.migrating and i >= p.migrate_pos and i <= p.old.mask and stored < n:
+            slot = p.old.slots[i]
+            if slot != 0:
+                out[stored] = slot_entry(slot)
+                stored += 1
+        i = (i + 1) & maxmask
+        steps -= 1
+    return stored
+
+
 # ------------------------------------------------------------------ scanning
 # SCAN visits the table by HOME bucket, not by slot: for cursor bucket b it
 # reports the entries whose home is b (hash & mask), wherever Robin Hood
@@ -364,3 +646,91 @@ cdef inline uint64_t scan_next_cursor(uint64_t v, uint64_t mask) noexcept nogil:
     v = kv_rev64(v)
     v += 1
     return kv_rev64(v)
+
+
+cdef uint64_t tp_scan(TablePair* p, uint64_t cursor, ScanFilter* f, Py_ssize_t count,
+                      WriteBuffer out) except? 0xFFFFFFFFFFFFFFFF:
+    """One SCAN step from cursor (dictScan): visit the cursor's bucket in the
+    smaller table and every bucket of the larger table it expands to, advance
+    the cursor, and go on until about count keys were found, the work bound
+    (10 per key asked for) is spent, or the scan is complete (0)."""
+    cdef Table* small
+    cdef Table* large
+    cdef size_t small_floor, large_floor
+    cdef uint64_t v = cursor
+    cdef uint64_t m0, m1
+    # Redis's bound: at most ten buckets (here: buckets + entries) per key asked for.
+    cdef Py_ssize_t limit = count * 10
+    while True:
+        if not p.migrating:
+            m0 = p.table.mask
+            tbl_scan_bucket(&p.table, 0, <size_t>(v & m0), f, out)
+            v = scan_next_cursor(v, m0)
+        else:
+            small = &p.table
+            small_floor = 0
+            large = &p.old
+            large_floor = p.migrate_pos
+            if small.mask > large.mask:
+                small, large = large, small
+                small_floor, large_floor = large_floor, small_floor
+            m0 = small.mask
+            m1 = large.mask
+            tbl_scan_bucket(small, small_floor, <size_t>(v & m0), f, out)
+            while True:
+                tbl_scan_bucket(large, large_floor, <size_t>(v & m1), f, out)
+                v = scan_next_cursor(v, m1)
+                if not (v & (m0 ^ m1)):
+                    break
+        if v == 0 or f.found >= count or f.work >= limit:
+            return v
+
+
+# ---------------------------------------------------------------- validator
+
+cdef Py_ssize_t tp_check(TablePair* p, uint64_t seed0, uint64_t seed1,
+                         size_t* with_ttl) except -1:
+    """Verify every invariant of both tables; the entry count. O(n): tests
+    and KVSTORE_DEBUG builds."""
+    cdef Table* tables[2]
+    cdef size_t floors[2]
+    cdef size_t i, home, mask, counted, entries = 0
+    cdef int which
+    cdef uint64_t slot, previous
+    cdef uint32_t dist
+    cdef Entry* e
+    tables[0] = &p.table
+    floors[0] = 0
+    tables[1] = &p.old
+    floors[1] = p.migrate_pos
+    if not p.migrating and (p.old.slots != NULL or p.old.count != 0):
+        raise AssertionError("old table live without a resize under way")
+    for which in range(2 if p.migrating else 1):
+        mask = tables[which].mask
+        counted = 0
+        for i in range(floors[which], mask + 1):
+            slot = tables[which].slots[i]
+            if slot == 0:
+                continue
+            counted += 1
+            e = slot_entry(slot)
+            home = e.hash & mask
+            dist = slot_dist(slot)
+            if ((i - home) & mask) != dist:
+                raise AssertionError(f"slot {i}: stored distance {dist}, real {(i - home) & mask}")
+            if (slot >> SLOT_TAG_SHIFT) != hash_tag(e.hash):
+                raise AssertionError(f"slot {i}: tag does not match the entry's hash")
+            if e.hash != <uint32_t>kv_siphash13(seed0, seed1, entry_key(e), e.key_length):
+                raise AssertionError(f"slot {i}: entry hash is not the key's hash")
+            if dist > 0 and i != floors[which]:
+                previous = tables[which].slots[(i - 1) & mask]
+                if previous == 0 or slot_dist(previous) + 1 < dist:
+                    raise AssertionError(f"slot {i}: Robin Hood order broken")
+            if e.flags & ENTRY_HAS_TTL:
+                with_ttl[0] += 1
+        if counted != tables[which].count:
+            raise AssertionError(f"table {which}: count {tables[which].count}, slots hold {counted}")
+        entries += counted
+    if p.orphan != NULL:
+        raise AssertionError("an orphaned entry was not disposed of")
+    return <Py_ssize_t>entries

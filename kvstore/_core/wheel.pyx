@@ -143,3 +143,46 @@ cdef void whl_reset(Wheel* w, int64_t cursor_ms) noexcept nogil:
             w.slots[level][slot] = NULL
     w.count = 0
     w.cursor_ms = cursor_ms
+
+
+cdef int whl_check(Wheel* w, TablePair* tables, size_t with_ttl) except -1:
+    """Verify the wheel's invariants against the table pair (with_ttl: the
+    entries with a ttl the tables hold). O(n): tests and KVSTORE_DEBUG builds."""
+    cdef int level, slot_index
+    cdef size_t linked = 0
+    cdef Entry* link
+    cdef Entry** expected_pprev
+    cdef int64_t deadline
+    cdef SlotRef ref
+    for level in range(WHEEL_LEVELS):
+        for slot_index in range(WHEEL_SLOTS):
+            link = w.slots[level][slot_index]
+            if (link != NULL) != (((w.occupied[level] >> slot_index) & 1) == 1):
+                raise AssertionError(f"wheel level {level} slot {slot_index}: occupancy bit wrong")
+            expected_pprev = &w.slots[level][slot_index]
+            while link != NULL:
+                linked += 1
+                if not (link.flags & ENTRY_HAS_TTL):
+                    raise AssertionError("wheel links an entry without a ttl")
+                if entry_ttl(link).pprev != expected_pprev:
+                    raise AssertionError("wheel back-link broken")
+                deadline = entry_ttl(link).deadline_ms
+                if deadline < w.cursor_ms:
+                    # Overdue: only the level-0 slot the cursor is on may hold it.
+                    if level != 0 or slot_index != whl_digit(w.cursor_ms, 0):
+                        raise AssertionError(f"overdue entry filed at level {level} slot {slot_index}")
+                elif (whl_digit(deadline, level) != slot_index
+                        or (deadline >> (WHEEL_SLOT_BITS * (level + 1)))
+                        != (w.cursor_ms >> (WHEEL_SLOT_BITS * (level + 1)))):
+                    raise AssertionError(f"entry filed at level {level} slot {slot_index} "
+                                         f"does not match its deadline {deadline}")
+                elif slot_index < whl_digit(w.cursor_ms, level):
+                    # (== is a cascade the budget interrupted, resumed next call)
+                    raise AssertionError(f"wheel level {level} slot {slot_index} is behind the cursor")
+                if not tp_find_entry(tables, link, &ref):
+                    raise AssertionError("wheel links an entry the table does not hold")
+                expected_pprev = &entry_ttl(link).next
+                link = entry_ttl(link).next
+    if linked != w.count or linked != with_ttl:
+        raise AssertionError(f"wheel count {w.count}, linked {linked}, entries with ttl {with_ttl}")
+    return 0
