@@ -30,6 +30,8 @@ def in_namespace(key: bytes) -> bool:
     # The root key b"ns:" itself is no key of the view (the view cannot name
     # it: its key would be empty), so len(), flush() and scan() leave it out.
     return key.startswith(NS_PREFIX) and len(key) > len(NS_PREFIX)
+
+
 DAY = 86400
 
 # Keys for the root engine: the shared small alphabet plus keys a namespace
