@@ -16,6 +16,9 @@ ASAN = os.environ.get("KVSTORE_ASAN") == "1"
 compile_args = ["-O2", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
 link_args = []
 macros = [("KVSTORE_DEBUG", "1" if (DEBUG or ASAN) else "0")]
+if DEBUG:
+    # The "linetrace" directive only emits the hooks; these turn them on (coverage).
+    macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
 if ASAN:
     compile_args = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer",
                     "-Wall", "-Wno-unused-function"]

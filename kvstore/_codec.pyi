@@ -53,6 +53,15 @@ def validate(data: Buffer) -> int:
     Raises ProtocolError for malformed data or trailing bytes.
     """
 
+def batch_keys(keys: object) -> list[object]:
+    """Test helper: the batch-argument rule for key lists (any iterable of
+    keys except a single str/bytes/bytearray/memoryview; a list comes back as
+    itself). Raises InvalidArgumentError otherwise."""
+
+def batch_items(items: object) -> list[tuple[object, object]]:
+    """Test helper: the batch-argument rule for mset (what dict.update takes),
+    as a list of pairs. Raises InvalidArgumentError otherwise."""
+
 def key_bytes(key: Union[str, bytes], prefix: bytes = b"") -> bytes:
     """Test and debugging helper: the stored form of ``key`` under a namespace
     ``prefix``, by the one key rule (str -> UTF-8, 1..65535 bytes with the

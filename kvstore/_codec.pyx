@@ -54,11 +54,11 @@ cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
 
 
-cdef extern from "_core/utf8.h":
+cdef extern from "_codec_c/utf8.h":
     int kv_utf8_valid(const char* s, size_t n) nogil
 
 
-cdef extern from "_core/codec_decimal.h":
+cdef extern from "_codec_c/decimal_text.h":
     int kv_decimal_text_valid(const char* s, size_t n) nogil
 
 
