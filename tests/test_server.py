@@ -552,19 +552,19 @@ def test_a_client_still_reading_its_replies_is_not_idle(loop):
 
 
 class WatchedEngine(kvstore.Engine):
-    """An Engine that reports each purge_expired() call of the server's tick."""
+    """An Engine that reports each tick() call of the server's expiry timer."""
 
     def __init__(self, clock) -> None:
         super().__init__(clock)
         self.budgets: list[float] = []
         self.empty = asyncio.Event()
 
-    def purge_expired(self, budget_ms: float = 1.0) -> int:
-        reclaimed = super().purge_expired(budget_ms)
+    def tick(self, budget_ms: float = 1.0) -> bool:
+        pending = super().tick(budget_ms)
         self.budgets.append(budget_ms)
         if self.info()["keys"] == 0:
             self.empty.set()
-        return reclaimed
+        return pending
 
 
 def test_expiry_tick_reclaims_expired_keys_without_any_request(loop, clock):
