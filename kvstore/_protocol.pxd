@@ -1,16 +1,29 @@
-# The wire protocol (docs/protocol.md): the one place that knows op and status
-# bytes. The server side is Processor, which parses every complete frame of a
-# connection's input and runs it against the engine's Core; the client side is
-# RequestWriter (frames out) and ReplyReader (replies in).
+# The wire protocol (docs/protocol.md), the contract of one extension built
+# from the pieces in kvstore/_wire/ (asyncpg's protocol/ layout):
+#
+#   _wire/commands.pxi  the command table: op code, name, argument and reply
+#                       shape, flags, retry class -- the one place that knows them
+#   _wire/executor.pxi  Executor: the one way in for every request, whatever
+#                       its framing (stats, gates, the commands' rules, INFO)
+#   _wire/binary.pxi    the binary framing: header, limits, held replies,
+#                       output cap; it only parses and encodes
+#   _wire/client.pxi    RequestWriter and ReplyReader, driven by the table
+#
+# A second framing (RESP) is one more piece beside binary.pxi that parses its
+# requests into the Executor's arguments and encodes its answers.
 
 cimport cython
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from kvstore._codec cimport Reader, WriteBuffer
-from kvstore._engine cimport Core
+from kvstore._engine cimport Core, StoreMode
 
+
+# -- the command table (_wire/commands.pxi) ----------------------------------
 
 cdef enum Op:
+    # Binary op codes stay below 0x20: a connection whose first byte is 0x20
+    # or above speaks RESP ("*" or an inline command's letter), docs/protocol.md.
     OP_GET = 0x01
     OP_SET = 0x02
     OP_DEL = 0x03
@@ -28,7 +41,163 @@ cdef enum Op:
     OP_MSET = 0x0F
     OP_MDEL = 0x10
     OP_MEXISTS = 0x11
-    OP_COUNT = 0x12          # one past the highest op: size of per-op tables
+    OP_PERSIST = 0x12
+    OP_GETDEL = 0x13
+    OP_GETSET = 0x14
+    OP_DELETE_IF_EQUAL = 0x15
+    OP_SCAN = 0x16
+    OP_LIMIT = 0x20          # every binary op code is below this
+
+cdef enum CommandFlag:
+    FLAG_READ_BIT = 1                 # reads the keyspace
+    FLAG_WRITE_BIT = 2                # may change the keyspace
+    FLAG_MAY_GROW_MEMORY_BIT = 4      # may need more memory: refused when memory is full
+    FLAG_ALLOWED_BEFORE_AUTH_BIT = 8  # served before a connection authenticates
+    FLAG_ADMIN_BIT = 16               # server administration: refused to tenants
+
+# What a request carries after its header, and what an OK reply carries
+# (docs/protocol.md, "Ops"). The writer encodes and the reader decodes by them.
+cdef enum ArgShape:
+    ARGS_NONE = 0             # empty
+    ARGS_ANY                  # anything (PING echoes it)
+    ARGS_KEY                  # key
+    ARGS_KEY_TTL_VALUE        # key, ttl u64, value
+    ARGS_KEY_TTL_TWO_VALUES   # key, ttl u64, expected value, new value
+    ARGS_KEY_DELTA            # key, delta i64
+    ARGS_KEY_TTL              # key, ttl u64 (> 0)
+    ARGS_KEY_VALUE            # key, value
+    ARGS_KEYS                 # count u16, keys
+    ARGS_PAIRS                # count u16, ttl u64, count x (key, value)
+    ARGS_PREFIX               # prefix_len u16, prefix
+    ARGS_SCAN                 # cursor u64, count u32, prefix, match
+
+cdef enum ReplyShape:
+    REPLY_EMPTY = 0           # OK, no payload: None
+    REPLY_VALUE               # OK + value, or NULL: value or MISSING
+    REPLY_FLAG                # OK + u8 0/1: bool
+    REPLY_I64                 # OK + i64: int
+    REPLY_CAS                 # OK (True) or CAS_FAILED (False)
+    REPLY_TTL                 # OK + i64 ms (-1: no expiry) or NULL
+    REPLY_VALUES              # OK + count u16 + values: list
+    REPLY_U32                 # OK + u32: int
+    REPLY_FLAGS               # OK + count u16 + u8 each: list[bool]
+    REPLY_ECHO                # OK + the request payload: True
+    REPLY_MAP                 # OK + one Map value: dict
+    REPLY_U64                 # OK + u64: int
+    REPLY_SCAN                # OK + cursor u64 + count u32 + keys: (cursor, list[bytes])
+
+cdef enum:
+    # Rows of the command table; index 0 is "UNKNOWN" (a frame no command
+    # claims). Statistics are indexed by row, so a command without a binary
+    # op code (RESP's own) counts like any other.
+    MAX_COMMANDS = 64
+    CMD_UNKNOWN = 0
+
+ctypedef struct CommandSpec:
+    # One row of the command table in C, for the hot paths.
+    uint8_t op                # binary op code, 0 for none
+    uint8_t args              # ArgShape
+    uint8_t reply             # ReplyShape
+    uint32_t flags            # CommandFlag bits
+
+
+@cython.final
+cdef class Command:
+    # A row of the command table as Python sees it (COMMANDS, command(name)).
+    cdef readonly int index          # row, the statistics slot
+    cdef readonly str name           # the Python method: "get", "delete_if_equal"
+    cdef readonly str wire_name      # "GET", "DELETE_IF_EQUAL": INFO's "calls"
+    cdef readonly int op             # binary op code
+    cdef readonly int flags          # FLAG_* bits
+    cdef readonly bint retry_safe    # a client may resend it after a lost connection
+    cdef readonly str arguments      # the request payload, as docs/protocol.md lists it
+
+
+# -- the executor (_wire/executor.pxi) ----------------------------------------
+
+cdef enum:
+    HEADER_BYTES = 5                      # op/status u8 + length u32 BE
+    DEFAULT_MAX_PAYLOAD_BYTES = 67108864  # 64 MiB, the server's default frame limit
+    MAX_BATCH_KEYS_PER_FRAME = 65535      # batch counts are u16
+    SERVER_PORT = 16380                   # the default port
+    # Buffers that grew past this for one large frame go back to their inline
+    # chunk afterwards, so an idle connection holds no large block.
+    KEEP_BUFFER_BYTES = 262144
+
+ctypedef struct Arg:
+    # A byte string inside the request, borrowed: valid while its input is.
+    const char* ptr
+    Py_ssize_t length
+
+cdef enum TtlState:
+    # TTL's answer, before a framing encodes it (binary: NULL / -1 / ms).
+    TTL_STATE_MISSING = 0
+    TTL_STATE_PERSISTENT = 1
+    TTL_STATE_EXPIRING = 2
+
+
+@cython.final
+cdef class ServerStats:
+    # Figures shared by every connection of one server, for INFO.
+    cdef uint64_t calls[MAX_COMMANDS]    # requests handled, per command row (0: unknown)
+    cdef readonly uint64_t bytes_in      # request bytes received, all connections
+    cdef readonly uint64_t bytes_out     # reply bytes produced, all connections
+
+
+@cython.final
+cdef class Executor:
+    # One per connection: the one way from a parsed request to the engine.
+    # A framing calls admit(row) for every request, before parsing it, then
+    # the command's method with the parsed arguments, and encodes the result.
+    # Keys include any namespace prefix the client sent.
+    cdef Core core
+    cdef object engine                   # the KeySpace that owns core (for INFO)
+    cdef ServerStats stats
+    cdef object server_info              # callable -> dict of server figures, or None
+    cdef bint authenticated              # issue 14 sets it False until AUTH; always True now
+    cdef WriteBuffer args                # Arg arrays of batch commands, reused
+
+    # Counts the request, applies the gates on its flags, starts the engine call.
+    cdef int admit(self, int row) except -1
+    cdef int _refuse(self, int row, uint32_t flags) except -1
+    # A C array of at least n Args, valid until the next call (batch parsing).
+    cdef Arg* arg_array(self, Py_ssize_t n) except NULL
+    cdef int done_with_args(self) except -1
+
+    # GET: 1 and (*value, *value_length) pointing into the entry until the next
+    # engine call, or 0 when missing.
+    cdef int get(self, const char* key, Py_ssize_t key_length,
+                 const char** value, Py_ssize_t* value_length) except -1
+    # SET/SETNX/CAS: 1 stored, 0 the mode's condition failed.
+    cdef int store(self, const char* key, Py_ssize_t key_length, const char* value,
+                   Py_ssize_t value_length, int64_t ttl_ms, StoreMode mode,
+                   const char* expected, Py_ssize_t expected_length) except -1
+    cdef int delete(self, const char* key, Py_ssize_t key_length) except -1
+    cdef int exists(self, const char* key, Py_ssize_t key_length) except -1
+    cdef int64_t add(self, const char* key, Py_ssize_t key_length, int64_t delta,
+                     bint subtract) except? -1
+    cdef int expire(self, const char* key, Py_ssize_t key_length, int64_t ttl_ms) except -1
+    cdef TtlState ttl(self, const char* key, Py_ssize_t key_length, int64_t* ms) except? TTL_STATE_MISSING
+    cdef int persist(self, const char* key, Py_ssize_t key_length) except -1
+    # GETDEL / GETSET: 1 and the old value's encoding appended to out, else 0.
+    cdef int getdel(self, const char* key, Py_ssize_t key_length, WriteBuffer out) except -1
+    cdef int getset(self, const char* key, Py_ssize_t key_length, const char* value,
+                    Py_ssize_t value_length, int64_t ttl_ms, WriteBuffer out) except -1
+    cdef int delete_if_equal(self, const char* key, Py_ssize_t key_length,
+                             const char* expected, Py_ssize_t expected_length) except -1
+    # MSET: items[2i] is a key, items[2i + 1] its value's encoding; all or nothing.
+    cdef int mset(self, const Arg* items, Py_ssize_t count, int64_t ttl_ms) except -1
+    # MDEL: how many of the keys existed.
+    cdef Py_ssize_t mdel(self, const Arg* keys, Py_ssize_t count) except -1
+    cdef Py_ssize_t flush(self, const char* prefix, Py_ssize_t prefix_length) except -1
+    # SCAN: appends keys (bytes, the prefix stripped) to out; the next cursor.
+    cdef uint64_t scan(self, uint64_t cursor, const char* prefix, Py_ssize_t prefix_length,
+                       object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF
+    # INFO: the one place its answer is put together.
+    cdef dict info(self)
+
+
+# -- the binary framing (_wire/binary.pxi) -------------------------------------
 
 cdef enum Status:
     ST_OK = 0x00
@@ -38,18 +207,11 @@ cdef enum Status:
     ST_CAS_FAILED = 0x04
 
 cdef enum:
-    HEADER_BYTES = 5                      # op/status u8 + length u32 BE
-    DEFAULT_MAX_PAYLOAD_BYTES = 67108864  # 64 MiB, the server's default frame limit
-    MAX_BATCH_KEYS_PER_FRAME = 65535      # batch counts are u16
-    SERVER_PORT = 16380                   # the default port
     # The fewest payload bytes one batch item takes: a key is u16 length plus
     # at least one byte, an MSET item adds at least a one-byte value. Counts
     # are checked against them before anything is sized from a count.
     MIN_KEY_ITEM_BYTES = 3
     MIN_MSET_ITEM_BYTES = 4
-    # Buffers that grew past this for one large frame go back to their inline
-    # chunk afterwards, so an idle connection holds no large block.
-    KEEP_BUFFER_BYTES = 262144
     # Error messages longer than this are cut (they are for people).
     MAX_ERROR_MESSAGE_BYTES = 1024
     # feed() stops running frames once its replies pass this size and keeps
@@ -59,29 +221,17 @@ cdef enum:
 
 
 @cython.final
-cdef class ServerStats:
-    # Figures shared by every connection of one server, for INFO.
-    cdef uint64_t calls[OP_COUNT]        # frames handled, per op (index 0: unknown ops)
-    cdef readonly uint64_t bytes_in      # request bytes received, all connections
-    cdef readonly uint64_t bytes_out     # reply bytes produced, all connections
-
-
-@cython.final
 cdef class Processor:
-    # One per connection. feed() runs every complete frame of its input and
-    # returns all their replies in one piece. A frame cut by the end of the
-    # input waits in `pending` (its header already checked against
-    # max_payload) until the rest arrives. When the replies pass
+    # The binary framing of one connection. feed() runs every complete frame
+    # of its input and returns all their replies in one piece. A frame cut by
+    # the end of the input waits in `pending` (its header already checked
+    # against max_payload) until the rest arrives. When the replies pass
     # MAX_FEED_OUTPUT_BYTES, the unrun input is held (`_held` from
     # `_held_pos`) for the next feed; pending is then empty.
-    cdef Core core
-    cdef object engine                   # the KeySpace that owns core (for info())
+    cdef Executor ex
     cdef Py_ssize_t max_payload          # largest accepted request payload, bytes
     cdef WriteBuffer pending             # the start of an incomplete frame
     cdef WriteBuffer out                 # replies of the current feed()
-    cdef WriteBuffer lengths             # MSET: value lengths found while validating
-    cdef ServerStats stats
-    cdef object server_info              # callable -> dict of server figures, or None
     cdef readonly bint framing_lost      # a header broke the limit: close the connection
     cdef readonly uint64_t bytes_received  # by this connection (idle detection)
     cdef bytes _held                     # input with frames not run yet, or None
@@ -99,26 +249,29 @@ cdef class Processor:
     cdef int _lose_framing(self, uint32_t length) except -1
     cdef int _answer_failure(self, object error) except -1
     cdef int _dispatch(self, uint8_t op, const char* payload, Py_ssize_t length) except -1
-    # One handler per payload layout; `op` picks the variant where several
-    # ops share a layout (SET/SETNX, DEL/EXISTS, INCR/DECR).
-    cdef int _get(self, Reader* rd) except -1
+    # One parser per payload layout; `op` picks the command where several
+    # share a layout (SET/SETNX, DEL/EXISTS/PERSIST/GETDEL, INCR/DECR).
+    cdef int _key_op(self, Reader* rd, uint8_t op) except -1
     cdef int _store(self, Reader* rd, uint8_t op) except -1
     cdef int _cas(self, Reader* rd) except -1
-    cdef int _flag(self, Reader* rd, uint8_t op) except -1
     cdef int _add(self, Reader* rd, uint8_t op) except -1
     cdef int _expire(self, Reader* rd) except -1
-    cdef int _ttl(self, Reader* rd) except -1
+    cdef int _getset(self, Reader* rd) except -1
+    cdef int _delete_if_equal(self, Reader* rd) except -1
     cdef int _mget(self, Reader* rd) except -1
     cdef int _mset(self, Reader* rd) except -1
     cdef int _mdel(self, Reader* rd) except -1
     cdef int _mexists(self, Reader* rd) except -1
     cdef int _flush(self, Reader* rd) except -1
-    cdef int _info(self) except -1
+    cdef int _scan(self, Reader* rd) except -1
+    cdef int _info(self, Reader* rd) except -1
     # Reply writers: one room check, then the bytes.
     cdef int _reply(self, uint8_t status, const char* data, Py_ssize_t length) except -1
     cdef int _reply_u8(self, uint8_t value) except -1
     cdef int _reply_u64(self, uint64_t value) except -1
 
+
+# -- the clients' side (_wire/client.pxi) --------------------------------------
 
 @cython.final
 cdef class RequestWriter:
@@ -131,6 +284,7 @@ cdef class RequestWriter:
     cdef Py_ssize_t _open(self, uint8_t op) except -1
     cdef int _close(self, Py_ssize_t length_at) except -1
     cdef int _key(self, object key) except -1
+    cdef int _prefix(self) except -1
     cdef int _single(self, uint8_t op, object key) except -1
     cdef int _store(self, uint8_t op, object key, object value, object ttl) except -1
     cdef int _add(self, uint8_t op, object key, object delta) except -1
@@ -143,4 +297,5 @@ cdef class ReplyReader:
     cdef WriteBuffer buf
     cdef Py_ssize_t pos                  # start of the first unread reply in buf
 
-    cdef object _decode(self, int op, uint8_t status, const char* payload, Py_ssize_t length)
+    cdef object _decode(self, uint8_t reply, uint8_t status, const char* payload,
+                        Py_ssize_t length)

@@ -748,7 +748,9 @@ def test_error_replies_raise_the_engine_error_classes(engine):
     (lambda w: w.mget(["a", b""]), InvalidKeyError),
     (lambda w: w.mget("abc"), InvalidArgumentError),
     (lambda w: w.mset([("a", 1), ("b", set())]), UnsupportedValueError),
-    (lambda w: w.mset([("a", 1), ["b", 2]]), InvalidArgumentError),
+    # Pairs follow dict.update's rule (issue 9): ["b", 2] is a pair, 5 is not.
+    (lambda w: w.mset([("a", 1), 5]), InvalidArgumentError),
+    (lambda w: w.mset([("a", 1), "b2"]), InvalidArgumentError),
     (lambda w: w.mset([("a", 1, 2)]), InvalidArgumentError),
     (lambda w: w.mdel(["k"] * (MAX_BATCH_KEYS + 1)), InvalidArgumentError),
     (lambda w: w.set("k", b"x" * 200), ValueTooLargeError),
