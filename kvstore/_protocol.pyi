@@ -7,7 +7,8 @@ from typing import Any, Final, final
 
 from kvstore._engine import KeySpace
 
-# Op codes (request frames).
+# Op codes (request frames); binary op codes stay below BINARY_OP_LIMIT (0x20),
+# so a first byte of 0x20 or more can only be RESP.
 OP_GET: Final[int]        # 0x01
 OP_SET: Final[int]        # 0x02
 OP_DEL: Final[int]        # 0x03
@@ -25,6 +26,49 @@ OP_MGET: Final[int]       # 0x0E
 OP_MSET: Final[int]       # 0x0F
 OP_MDEL: Final[int]       # 0x10
 OP_MEXISTS: Final[int]    # 0x11
+OP_PERSIST: Final[int]    # 0x12
+OP_GETDEL: Final[int]     # 0x13
+OP_GETSET: Final[int]     # 0x14
+OP_DELETE_IF_EQUAL: Final[int]  # 0x15
+OP_SCAN: Final[int]       # 0x16
+BINARY_OP_LIMIT: Final[int]     # 0x20
+
+# Command flags (Command.flags is an OR of them).
+FLAG_READ: Final[int]                 # reads the keyspace
+FLAG_WRITE: Final[int]                # may change the keyspace
+FLAG_MAY_GROW_MEMORY: Final[int]      # may need memory: refused when memory is full
+FLAG_ALLOWED_BEFORE_AUTH: Final[int]  # served before a connection authenticates
+FLAG_ADMIN: Final[int]                # server administration
+
+@final
+class Command:
+    """One row of the command table."""
+
+    @property
+    def index(self) -> int:
+        """The row: the command's statistics slot (0 is "UNKNOWN")."""
+    @property
+    def name(self) -> str:
+        """The client method: "get", "delete_if_equal", ..."""
+    @property
+    def wire_name(self) -> str:
+        """"GET", "DELETE_IF_EQUAL", ...: as INFO's "calls" and the docs name it."""
+    @property
+    def op(self) -> int: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def retry_safe(self) -> bool:
+        """A client may resend it on a fresh connection (it changes nothing)."""
+    @property
+    def arguments(self) -> str:
+        """The request payload as docs/protocol.md's "Ops" table spells it."""
+
+#: The command table, in op order.
+COMMANDS: tuple[Command, ...]
+
+def command(name: str) -> Command:
+    """The command whose client method is ``name``; InvalidArgumentError if none."""
 
 DEFAULT_PORT: Final[int]          # 16380
 DEFAULT_MAX_PAYLOAD: Final[int]   # 64 MiB: the server's default request payload limit
@@ -51,12 +95,24 @@ class ServerStats:
     @property
     def bytes_out(self) -> int: ...
     def commands(self) -> dict[str, int]:
-        """Frames handled per command name ("GET", "MSET", ..., "UNKNOWN"),
+        """Requests handled per command name ("GET", "MSET", ..., "UNKNOWN"),
         for the commands seen so far."""
 
 @final
+class Executor:
+    """The command executor of one connection: what every framing calls with
+    parsed arguments (its methods are C-level only)."""
+
+    def __init__(
+        self,
+        engine: KeySpace,
+        stats: ServerStats | None = None,
+        server_info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None: ...
+
+@final
 class Processor:
-    """The request processor of one connection.
+    """The binary framing's request processor of one connection.
 
     ``engine`` is the Engine served (not a namespace view). ``max_payload``
     (1 .. 2**32 - 1 bytes) is the largest request payload; ``stats`` is
@@ -116,6 +172,12 @@ class RequestWriter:
     def cas(self, key: str | bytes, expected: Any, new: Any, ttl: float | None = None) -> None: ...
     def expire(self, key: str | bytes, ttl: float) -> None: ...
     def ttl(self, key: str | bytes) -> None: ...
+    def persist(self, key: str | bytes) -> None: ...
+    def getdel(self, key: str | bytes) -> None: ...
+    def getset(self, key: str | bytes, value: Any, ttl: float | None = None) -> None: ...
+    def delete_if_equal(self, key: str | bytes, expected: Any) -> None: ...
+    def scan(self, cursor: int = 0, match: str | bytes | None = None, count: int = 100) -> None:
+        """SCAN of this writer's namespace: the server matches and strips the prefix."""
     def mget(self, keys: Iterable[str | bytes]) -> None: ...
     def mset(
         self,
@@ -145,7 +207,9 @@ class ReplyReader:
         GET -> value or MISSING; SET/MSET -> None; SETNX/DEL/EXISTS/EXPIRE ->
         bool; INCR/DECR -> int; CAS -> bool (False on CAS_FAILED); TTL ->
         float seconds, None (no expiry) or MISSING; MGET -> list; MDEL -> int;
-        MEXISTS -> list[bool]; PING -> True; INFO -> dict; FLUSH -> int.
+        MEXISTS -> list[bool]; PING -> True; INFO -> dict; FLUSH -> int;
+        PERSIST/DELETE_IF_EQUAL -> bool; GETDEL/GETSET -> value or MISSING;
+        SCAN -> (next_cursor, keys as bytes, as the server sent them).
 
         NEED_MORE when the reply is incomplete; InvalidArgumentError for an
         ``op`` that is not an op code. An ERROR/INVALID reply is
@@ -155,5 +219,6 @@ class ReplyReader:
     def __len__(self) -> int:
         """Bytes received and not read yet."""
 
-#: Command names by op code (index 0: "UNKNOWN"), as INFO's "calls" uses them.
-_OP_NAMES: tuple[str, ...]
+#: The framings a server endpoint can speak, by name ("binary"; RESP next):
+#: each makes one connection's processor from (engine, max_payload, stats, server_info).
+FRAMINGS: dict[str, type[Processor]]

@@ -9,6 +9,7 @@ the writer. Runs under AddressSanitizer in CI (.ci/run).
 from __future__ import annotations
 
 import ctypes
+import re
 import importlib.util
 import struct
 import subprocess
@@ -22,7 +23,14 @@ from hypothesis import strategies as st
 import kvstore
 from kvstore import _codec
 from kvstore._protocol import (
+    BINARY_OP_LIMIT,
+    COMMANDS,
     DEFAULT_MAX_PAYLOAD,
+    FLAG_ALLOWED_BEFORE_AUTH,
+    FLAG_MAY_GROW_MEMORY,
+    FLAG_READ,
+    FLAG_WRITE,
+    FRAMINGS,
     MAX_BATCH_KEYS,
     MISSING,
     NEED_MORE,
@@ -39,7 +47,9 @@ from kvstore._protocol import (
     OP_MEXISTS,
     OP_MGET,
     OP_MSET,
+    OP_PERSIST,
     OP_PING,
+    OP_SCAN,
     OP_SET,
     OP_SETNX,
     OP_TTL,
@@ -47,6 +57,7 @@ from kvstore._protocol import (
     ReplyReader,
     RequestWriter,
     ServerStats,
+    command,
 )
 from kvstore.errors import (
     IntegerOverflowError,
@@ -638,10 +649,7 @@ class Remote:
         return result
 
 
-_OPS = {"get": OP_GET, "set": OP_SET, "setnx": OP_SETNX, "delete": OP_DEL, "exists": OP_EXISTS,
-        "incr": OP_INCR, "decr": OP_DECR, "cas": OP_CAS, "expire": OP_EXPIRE, "ttl": OP_TTL,
-        "mget": OP_MGET, "mset": OP_MSET, "mdel": OP_MDEL, "mexists": OP_MEXISTS,
-        "flush": OP_FLUSH, "ping": OP_PING, "info": OP_INFO}
+_OPS = {c.name: c.op for c in COMMANDS}
 
 
 def _outcome(call):
@@ -661,6 +669,11 @@ _contract_request = st.one_of(
     st.builds(lambda k, v: ("setnx", k, v), small_keys, values),
     st.builds(lambda ks: ("mexists", ks), st.lists(small_keys, max_size=4)),
     st.just(("flush",)),
+    st.builds(lambda k: ("persist", k), small_keys),
+    st.builds(lambda k: ("getdel", k), small_keys),
+    st.builds(lambda k, v, t: ("getset", k, v, t), small_keys, values,
+              st.sampled_from([None, 0.05, 30])),
+    st.builds(lambda k, v: ("delete_if_equal", k, v), small_keys, values),
 )
 
 
@@ -708,6 +721,145 @@ def test_round_trip_of_every_call(engine, clock):
     assert remote.call("info", OP_INFO)["calls"]["SET"] == 1
     assert remote.call("flush", OP_FLUSH) == 1
     assert len(engine) == 0
+
+
+def test_round_trip_of_the_issue_9_calls(engine, clock):
+    remote = Remote(engine)
+    remote.call("set", OP_SET, "t", 1, 60)
+    assert remote.call("persist", OP_PERSIST, "t") is True
+    assert remote.call("persist", OP_PERSIST, "t") is False
+    assert remote.call("persist", OP_PERSIST, "missing") is False
+    assert engine.ttl("t") is None
+    assert remote.call("getdel", _OPS["getdel"], "t") == 1
+    assert remote.call("getdel", _OPS["getdel"], "t") is MISSING and "t" not in engine
+    assert remote.call("getset", _OPS["getset"], "g", [1, "x"]) is MISSING
+    assert remote.call("getset", _OPS["getset"], "g", 2.5, 10) == [1, "x"]
+    assert engine.get("g") == 2.5 and engine.ttl("g") == 10.0
+    assert remote.call("delete_if_equal", _OPS["delete_if_equal"], "g", 2) is False
+    assert remote.call("delete_if_equal", _OPS["delete_if_equal"], "g", 2.5) is True
+    assert "g" not in engine
+    assert remote.call("scan", OP_SCAN) == (0, [])
+
+
+# ---------------------------------------------------------------- SCAN
+
+
+def _scan_all(remote: Remote, **options) -> list[bytes]:
+    cursor, seen, steps = 0, [], 0
+    while True:
+        cursor, keys = remote.call("scan", OP_SCAN, cursor, options.get("match"),
+                                   options.get("count", 100))
+        seen += keys
+        steps += 1
+        assert steps < 10_000, "the scan must end"
+        if cursor == 0:
+            return seen
+
+
+def test_scan_of_a_namespace_returns_its_keys_once_without_the_prefix(engine):
+    engine.mset({f"ns:k{i}": i for i in range(500)})
+    engine.mset({f"other{i}": i for i in range(300)})
+    engine.set("ns:", "the bare prefix is not a key of the namespace")
+    keys = _scan_all(Remote(engine, b"ns:"), count=7)
+    assert sorted(keys) == sorted(f"k{i}".encode() for i in range(500))
+    assert len(_scan_all(Remote(engine), count=1000)) == 801
+
+
+def test_scan_matches_the_glob_after_the_prefix_as_engine_scan_does(engine):
+    engine.mset({f"ns:{name}": 1 for name in ("a1", "a2", "b1", "ab", "a[")})
+    remote = Remote(engine, b"ns:")
+    for match in ("a?", "a*", "*1", "[ab]1", "[^a]*", "a\\[", "", b"a2"):
+        expected = sorted(k for k in engine.namespace("ns").scan_iter(match=match))
+        assert sorted(_scan_all(remote, match=match)) == expected, match
+    assert sorted(_scan_all(remote, match="a?")) == [b"a1", b"a2", b"a[", b"ab"]
+
+
+def test_scan_answers_the_bytes_the_document_shows(proc, engine):
+    engine.set("ns:a", 1)
+    request = frame(OP_SCAN, u64(0) + struct.pack(">I", 10) + key("ns:") + u8(0))
+    assert one(proc, request) == (OK, u64(0) + struct.pack(">I", 1) + key("a"))
+
+
+@pytest.mark.parametrize("payload", [
+    u64(0) + struct.pack(">I", 0) + u16(0) + u8(0),                  # count 0
+    u64(0) + struct.pack(">I", 2**20 + 1) + u16(0) + u8(0),          # count over the limit
+    u64(2**64 - 1) + struct.pack(">I", 10) + u16(0) + u8(0),         # the one invalid cursor
+    u64(0) + struct.pack(">I", 10) + u16(0) + u8(2),                 # has_match neither 0 nor 1
+    u64(0) + struct.pack(">I", 10) + u16(0) + u8(1) + u16(3) + b"a",  # match cut short
+    u64(0) + struct.pack(">I", 10) + u16(0) + u8(0) + b"!",          # trailing byte
+    u64(0) + struct.pack(">I", 10),                                  # no prefix field
+], ids=["count-0", "count-big", "cursor-max", "has-match-2", "short-match", "trailing",
+        "no-prefix"])
+def test_a_malformed_scan_is_invalid_and_the_connection_goes_on(proc, payload):
+    assert run(proc, frame(OP_SCAN, payload), PING)[0][0] == INVALID
+    assert one(proc, PING) == (OK, b"")
+
+
+@pytest.mark.parametrize("options", [
+    {"cursor": -1}, {"cursor": 2**64 - 1}, {"cursor": True}, {"cursor": "0"},
+    {"count": 0}, {"count": 2**20 + 1}, {"count": 1.5}, {"match": 3},
+])
+def test_writer_refuses_bad_scan_arguments(options):
+    writer = RequestWriter()
+    with pytest.raises(InvalidArgumentError):
+        writer.scan(**options)
+    assert len(writer) == 0
+
+
+# ---------------------------------------------------------------- the command table
+
+
+def test_command_table_rows_name_their_op_flags_and_retry_class():
+    assert [c.index for c in COMMANDS] == list(range(1, len(COMMANDS) + 1))
+    assert len({c.op for c in COMMANDS}) == len({c.name for c in COMMANDS}) == len(COMMANDS)
+    for c in COMMANDS:
+        assert 0 < c.op < BINARY_OP_LIMIT == 0x20, c
+        assert command(c.name) is c
+        assert c.retry_safe == (not c.flags & FLAG_WRITE), c
+        assert not c.flags & FLAG_MAY_GROW_MEMORY or c.flags & FLAG_WRITE, c
+        assert hasattr(RequestWriter, c.name), c
+    get, scan, ping = command("get"), command("scan"), command("ping")
+    assert (get.wire_name, get.op, get.flags) == ("GET", OP_GET, FLAG_READ)
+    assert (scan.op, scan.wire_name) == (0x16, "SCAN") and scan.retry_safe
+    assert ping.flags & FLAG_ALLOWED_BEFORE_AUTH and not get.flags & FLAG_ALLOWED_BEFORE_AUTH
+    assert command("set").flags == FLAG_WRITE | FLAG_MAY_GROW_MEMORY
+    assert command("delete").wire_name == "DEL" and not command("delete").retry_safe
+    assert [(c.wire_name, c.op) for c in COMMANDS if c.op >= 0x12] == [
+        ("PERSIST", 0x12), ("GETDEL", 0x13), ("GETSET", 0x14), ("DELETE_IF_EQUAL", 0x15),
+        ("SCAN", 0x16)]
+    with pytest.raises(InvalidArgumentError):
+        command("GET")
+    assert FRAMINGS == {"binary": Processor}
+
+
+def _documented_ops() -> dict[int, tuple[str, str]]:
+    """docs/protocol.md's "Ops" table: code -> (name, request payload)."""
+    text = DOC.read_text(encoding="utf-8")
+    table = text[text.index("## Ops"):text.index("### ", text.index("## Ops"))]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("0x"):
+            rows[int(cells[0], 16)] = (cells[1], cells[2])
+    return rows
+
+
+def test_command_table_and_the_document_agree():
+    documented = _documented_ops()
+    assert documented == {c.op: (c.wire_name, c.arguments) for c in COMMANDS}
+    text = DOC.read_text(encoding="utf-8")
+    for c in COMMANDS:
+        # Every op has a section of its own with a byte example.
+        assert re.search(rf"^### .*\b{c.wire_name}\b", text, re.M), c.wire_name
+
+
+def test_every_command_is_counted_by_its_wire_name(engine):
+    stats = ServerStats()
+    proc = Processor(engine, stats=stats)
+    for c in COMMANDS:
+        proc.feed(frame(c.op))   # malformed for most: counted all the same
+    proc.feed(frame(0x1F))
+    assert stats.commands() == {**{c.wire_name: 1 for c in COMMANDS}, "UNKNOWN": 1}
 
 
 def test_namespaced_writer_prefixes_keys_and_flushes_its_namespace_only(engine):
