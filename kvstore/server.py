@@ -1,15 +1,22 @@
-"""Server: an Engine behind the binary protocol (docs/protocol.md), on asyncio.
+"""Server: an Engine behind the wire protocol (docs/protocol.md), on asyncio.
 
 The Python layer is thin on purpose: each connection's ``data_received``
-hands the bytes to its compiled ``Processor`` and writes the one buffer of
+hands the bytes to its compiled processor and writes the one buffer of
 replies it returns. Everything else here is housekeeping done on timers, never
-per request: the expiry tick, idle connections, flow control and shutdown.
+per request: the engine's housekeeping tick, idle connections, flow control
+and shutdown.
 
-Expiry: keys are reclaimed lazily as they are touched, and by a tick that
-calls ``engine.purge_expired`` with a small budget, so no client waits on it
-for more than about EXPIRY_BUDGET_MS. While the engine reports a backlog the
-tick comes back after EXPIRY_BACKLOG_INTERVAL_S, otherwise every
-EXPIRY_INTERVAL_S (Redis's active expire cycle, bounded the same way).
+Front ends are configuration: a Server listens on one or more ``Endpoint``s
+(host, port, framing, TLS context), and each connection gets its processor
+from its endpoint's framing (``kvstore._protocol.FRAMINGS``), so a RESP or a
+TLS listener is one more Endpoint, not another class.
+
+Housekeeping: keys are reclaimed lazily as they are touched, and by a timer
+that calls ``engine.tick(budget)``, the engine's one bounded housekeeping
+step (expiry, resize migration), so no client waits on it for more than about
+HOUSEKEEPING_BUDGET_MS. While the engine says work is pending the timer comes
+back after HOUSEKEEPING_BUSY_INTERVAL_S, otherwise every
+HOUSEKEEPING_INTERVAL_S (Redis's active expire cycle, bounded the same way).
 """
 
 from __future__ import annotations
@@ -18,20 +25,23 @@ import asyncio
 import logging
 import math
 import socket
+import ssl
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kvstore._engine import Engine, KeySpace
-from kvstore._protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_PORT, Processor, ServerStats
+from kvstore._protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_PORT, FRAMINGS, ServerStats
 from kvstore.errors import InvalidArgumentError
 
-__all__ = ["Server"]
+__all__ = ["Endpoint", "Server", "ServerConnection"]
 
 log = logging.getLogger("kvstore.server")
 
-EXPIRY_INTERVAL_S = 0.1
-EXPIRY_BACKLOG_INTERVAL_S = 0.001
-EXPIRY_BUDGET_MS = 1.0
+HOUSEKEEPING_INTERVAL_S = 0.1
+HOUSEKEEPING_BUSY_INTERVAL_S = 0.001
+HOUSEKEEPING_BUDGET_MS = 1.0
 # Idle connections are looked at this many times per idle_timeout, so one is
 # closed between 1 and 1.25 idle_timeouts after its last byte.
 IDLE_CHECKS_PER_TIMEOUT = 4
@@ -40,17 +50,42 @@ IDLE_CHECKS_PER_TIMEOUT = 4
 SHUTDOWN_GRACE_S = 5.0
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: bytes in, the processor's replies out."""
+@dataclass(frozen=True)
+class Endpoint:
+    """One listening socket: where, which framing (a name in
+    ``kvstore._protocol.FRAMINGS``), and a TLS context or None for plain TCP.
+    ``port=0`` picks a free port."""
 
-    __slots__ = ("server", "loop", "processor", "transport", "peer", "seen_bytes",
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    framing: str = "binary"
+    tls: ssl.SSLContext | None = None
+
+    def __post_init__(self) -> None:
+        port = self.port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+            raise InvalidArgumentError(f"port must be an int from 0 to 65535, not {port!r}")
+        if self.framing not in FRAMINGS:
+            raise InvalidArgumentError(
+                f"framing must be one of {sorted(FRAMINGS)}, not {self.framing!r}")
+        if self.tls is not None and not isinstance(self.tls, ssl.SSLContext):
+            raise InvalidArgumentError(
+                f"tls must be an ssl.SSLContext or None, not {type(self.tls).__name__}")
+
+
+class ServerConnection(asyncio.Protocol):
+    """One client connection: bytes in, its framing's replies out."""
+
+    __slots__ = ("server", "loop", "endpoint", "processor", "transport", "peer", "seen_bytes",
                  "quiet_since", "writing_paused")
 
-    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop,
+                 endpoint: Endpoint) -> None:
         self.server = server
         self.loop = loop
-        self.processor = Processor(server.engine, server.max_payload, server.stats,
-                                   server.figures)
+        self.endpoint = endpoint
+        self.processor = FRAMINGS[endpoint.framing](server.engine, server.max_payload,
+                                                    server.stats, server.figures)
         self.transport: Any = None
         self.peer: Any = None
         # For the idle sweep: (bytes received, write buffer size) when last looked at.
@@ -111,44 +146,61 @@ class Server:
     """kvstore's network server around an Engine.
 
     ``Server(engine=None, host="127.0.0.1", port=16380, max_payload=64 MiB,
-    idle_timeout=None)``: serves ``engine`` (a new Engine when None). Then
-    ``await server.start()`` and ``await server.serve_forever()``, or
-    ``async with server:``; ``close()`` stops listening and closes every
-    connection once its replies are written, ``await wait_closed()`` waits
-    for that. ``port=0`` picks a free port (``server.port`` after start).
-    ``idle_timeout`` closes connections that send nothing for that many
-    seconds (None: never).
+    idle_timeout=None)``: serves ``engine`` (a new Engine when None) on one
+    binary endpoint; ``endpoints=[Endpoint(...), ...]`` instead listens on
+    each of them (host and port are then not used). Then ``await
+    server.start()`` and ``await server.serve_forever()``, or ``async with
+    server:``; ``close()`` stops listening and closes every connection once
+    its replies are written, ``await wait_closed()`` waits for that.
+    ``port=0`` picks a free port (``server.port`` after start: the first
+    endpoint's; ``server.addresses`` has them all). ``idle_timeout`` closes
+    connections that send nothing for that many seconds (None: never).
     """
 
     def __init__(self, engine: KeySpace | None = None, *, host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, max_payload: int = DEFAULT_MAX_PAYLOAD,
                  idle_timeout: float | None = None,
-                 expiry_budget_ms: float = EXPIRY_BUDGET_MS) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-            raise InvalidArgumentError(f"port must be an int from 0 to 65535, not {port!r}")
+                 expiry_budget_ms: float = HOUSEKEEPING_BUDGET_MS,
+                 endpoints: Sequence[Endpoint] | None = None) -> None:
+        if endpoints is None:
+            endpoints = [Endpoint(host, port)]
+        endpoints = list(endpoints)
+        if not endpoints or not all(isinstance(e, Endpoint) for e in endpoints):
+            raise InvalidArgumentError("endpoints must be a non-empty sequence of Endpoint")
         if idle_timeout is not None:
             idle_timeout = _positive("idle_timeout", idle_timeout)
         self.engine = engine if engine is not None else Engine()
-        self.host = host
-        self.port = port
+        self.endpoints = endpoints
+        self.addresses: list[tuple[str, int]] = [(e.host, e.port) for e in endpoints]
         self.max_payload = max_payload
         self.idle_timeout = idle_timeout
         self.expiry_budget_ms = _positive("expiry_budget_ms", expiry_budget_ms)
         self.stats = ServerStats()
-        # Checks max_payload by the protocol's own rule, before any client comes.
-        Processor(self.engine, max_payload, self.stats)
-        self._connections: set[_Connection] = set()
+        # Checks engine and max_payload by the framings' own rules, before any client comes.
+        for framing in {e.framing for e in endpoints}:
+            FRAMINGS[framing](self.engine, max_payload, self.stats)
+        self._connections: set[ServerConnection] = set()
         self._connections_total = 0
         self._started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listener: asyncio.AbstractServer | None = None
+        self._listeners: list[asyncio.AbstractServer] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._stopped: asyncio.Event | None = None    # set by close()
         self._drained: asyncio.Event | None = None    # set once closing and no connection is left
         self._closing = False
 
+    @property
+    def host(self) -> str:
+        """The first endpoint's host."""
+        return self.addresses[0][0]
+
+    @property
+    def port(self) -> int:
+        """The first endpoint's port (the bound one once started)."""
+        return self.addresses[0][1]
+
     def __repr__(self) -> str:
-        state = "closed" if self._closing else "serving" if self._listener else "not started"
+        state = "closed" if self._closing else "serving" if self._listeners else "not started"
         return f"<kvstore.Server {self.host}:{self.port} {state}>"
 
     # -- figures ------------------------------------------------------------
@@ -163,14 +215,14 @@ class Server:
             "max_payload": self.max_payload,
         }
 
-    def _opened(self, conn: _Connection) -> None:
+    def _opened(self, conn: ServerConnection) -> None:
         self._connections.add(conn)
         self._connections_total += 1
         conn.quiet_since = self._loop.time() if self._loop else 0.0
         if self._closing:
             conn.transport.close()
 
-    def _closed(self, conn: _Connection) -> None:
+    def _closed(self, conn: ServerConnection) -> None:
         self._connections.discard(conn)
         if self._closing and not self._connections and self._drained is not None:
             self._drained.set()
@@ -178,21 +230,33 @@ class Server:
     # -- life cycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen; returns once the socket is bound."""
-        if self._listener is not None:
+        """Listen on every endpoint; returns once the sockets are bound."""
+        if self._listeners:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stopped = asyncio.Event()
         self._drained = asyncio.Event()
-        self._listener = await loop.create_server(
-            lambda: _Connection(self, loop), self.host, self.port, reuse_address=True, backlog=1024)
-        self.port = self._listener.sockets[0].getsockname()[1]
+        try:
+            for index, endpoint in enumerate(self.endpoints):
+                listener = await loop.create_server(
+                    lambda endpoint=endpoint: ServerConnection(self, loop, endpoint),
+                    endpoint.host, endpoint.port, ssl=endpoint.tls, reuse_address=True,
+                    backlog=1024)
+                self._listeners.append(listener)
+                self.addresses[index] = (endpoint.host, listener.sockets[0].getsockname()[1])
+        except BaseException:
+            for listener in self._listeners:
+                listener.close()
+            self._listeners.clear()
+            raise
         self._started_at = time.monotonic()
-        self._expiry_tick()
+        self._housekeeping_tick()
         if self.idle_timeout is not None:
             self._idle_sweep()
-        log.info("listening on %s:%d", self.host, self.port)
+        for endpoint, (host, port) in zip(self.endpoints, self.addresses):
+            log.info("listening on %s:%d (%s%s)", host, port, endpoint.framing,
+                     ", TLS" if endpoint.tls is not None else "")
 
     async def serve_forever(self) -> None:
         """Start if needed and serve until close() is called."""
@@ -208,8 +272,8 @@ class Server:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        if self._listener is not None:
-            self._listener.close()
+        for listener in self._listeners:
+            listener.close()
         for conn in list(self._connections):
             conn.transport.close()
         if self._stopped is not None:
@@ -220,9 +284,10 @@ class Server:
     async def wait_closed(self) -> None:
         """Wait until the listener and every connection are closed; connections
         that cannot flush within SHUTDOWN_GRACE_S are dropped."""
-        if self._listener is None or self._drained is None:
+        if not self._listeners or self._drained is None:
             return
-        await self._listener.wait_closed()
+        for listener in self._listeners:
+            await listener.wait_closed()
         try:
             await asyncio.wait_for(self._drained.wait(), SHUTDOWN_GRACE_S)
         except asyncio.TimeoutError:
@@ -244,14 +309,15 @@ class Server:
         if not self._closing:
             self._timers[name] = self._loop.call_later(delay, callback)  # type: ignore[union-attr]
 
-    def _expiry_tick(self) -> None:
-        backlog = False
+    def _housekeeping_tick(self) -> None:
+        pending = False
         try:
-            backlog = self.engine.tick(self.expiry_budget_ms)
+            pending = self.engine.tick(self.expiry_budget_ms)
         except Exception:
-            log.exception("expiry tick failed")
-        self._schedule("expiry", EXPIRY_BACKLOG_INTERVAL_S if backlog else EXPIRY_INTERVAL_S,
-                       self._expiry_tick)
+            log.exception("housekeeping tick failed")
+        self._schedule("housekeeping",
+                       HOUSEKEEPING_BUSY_INTERVAL_S if pending else HOUSEKEEPING_INTERVAL_S,
+                       self._housekeeping_tick)
 
     def _idle_sweep(self) -> None:
         timeout = self.idle_timeout

@@ -587,3 +587,69 @@ def test_server_options_are_checked():
             kvstore.Server(**options)
     with pytest.raises(InvalidArgumentError):
         kvstore.Server(kvstore.Engine().namespace("ns"))
+
+
+# ---------------------------------------------------------------- endpoints (issue 9)
+
+
+def test_one_server_serves_every_endpoint_from_one_engine(loop):
+    from kvstore.server import Endpoint
+
+    async def main():
+        endpoints = [Endpoint("127.0.0.1", 0), Endpoint("127.0.0.1", 0, "binary")]
+        async with kvstore.Server(endpoints=endpoints) as server:
+            (_, first), (_, second) = server.addresses
+            assert server.port == first and first != second
+            a = await asyncio.open_connection("127.0.0.1", first)
+            b = await asyncio.open_connection("127.0.0.1", second)
+            assert await _call(*a, set_frame("k", 1)) == [(OK, b"")]
+            assert await _call(*b, frame(OP_GET, key("k"))) == [(OK, enc(1))]
+            assert len(server._connections) == 2
+            assert all(isinstance(c, kvstore.server.ServerConnection) for c in server._connections)
+            for _, writer in (a, b):
+                writer.close()
+
+    loop.run_until_complete(main())
+
+
+def test_a_tls_endpoint_is_configuration(loop, tmp_path):
+    import ssl
+    import subprocess
+
+    from kvstore.server import Endpoint
+
+    cert, private = tmp_path / "cert.pem", tmp_path / "key.pem"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-keyout", str(private), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"openssl could not make a test certificate: {exc}")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, private)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+
+    async def main():
+        async with kvstore.Server(endpoints=[Endpoint("127.0.0.1", 0, tls=server_tls)]) as server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=client_tls, server_hostname="localhost")
+            assert await _call(reader, writer, set_frame("k", "x"), frame(OP_GET, key("k"))) == [
+                (OK, b""), (OK, enc("x"))]
+            writer.close()
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("options", [
+    {"framing": "nope"}, {"port": 70000}, {"port": "1"}, {"tls": "yes"},
+])
+def test_endpoint_options_are_checked(options):
+    from kvstore.server import Endpoint
+    with pytest.raises(InvalidArgumentError):
+        Endpoint(**options)
+
+
+def test_server_refuses_empty_or_foreign_endpoints():
+    for endpoints in ([], [("127.0.0.1", 0)]):
+        with pytest.raises(InvalidArgumentError):
+            kvstore.Server(endpoints=endpoints)
