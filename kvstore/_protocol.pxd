@@ -153,6 +153,7 @@ cdef class Executor:
     cdef Core core
     cdef object engine                   # the KeySpace that owns core (for INFO)
     cdef ServerStats stats
+    cdef uint64_t* calls                 # stats.calls (stats is kept alive by the field above)
     cdef object server_info              # callable -> dict of server figures, or None
     cdef bint authenticated              # issue 14 sets it False until AUTH; always True now
     cdef WriteBuffer args                # Arg arrays of batch commands, reused

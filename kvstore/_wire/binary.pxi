@@ -249,11 +249,14 @@ cdef class Processor:
         rd.length = length
         rd.pos = 0
         self.ex.admit(_ROW_OF_OP[op])
-        if op == OP_GET or op == OP_DEL or op == OP_EXISTS or op == OP_TTL \
-                or op == OP_PERSIST or op == OP_GETDEL:
+        # The hottest layouts first.
+        if op == OP_GET:
             return self._key_op(&rd, op)
         if op == OP_SET or op == OP_SETNX:
             return self._store(&rd, op)
+        if op == OP_DEL or op == OP_EXISTS or op == OP_TTL or op == OP_PERSIST \
+                or op == OP_GETDEL:
+            return self._key_op(&rd, op)
         if op == OP_MGET:
             return self._mget(&rd)
         if op == OP_MSET:

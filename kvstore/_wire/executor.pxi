@@ -63,6 +63,7 @@ cdef class Executor:
         self.engine = engine
         self.core = engine._core
         self.stats = stats if stats is not None else ServerStats()
+        self.calls = self.stats.calls
         self.server_info = server_info
         self.authenticated = True
         self.args = WriteBuffer.new()
@@ -71,7 +72,7 @@ cdef class Executor:
 
     cdef inline int admit(self, int row) except -1:
         cdef uint32_t flags = _SPECS[row].flags
-        self.stats.calls[row] += 1
+        self.calls[row] += 1
         if row == CMD_UNKNOWN:
             return 0
         # GATE: the checks on the command's flags. Issue 14 (AUTH) refuses
