@@ -246,8 +246,8 @@ class Server:
                 self._listeners.append(listener)
                 self.addresses[index] = (endpoint.host, listener.sockets[0].getsockname()[1])
         except BaseException:
-            for listener in self._listeners:
-                listener.close()
+            for opened in self._listeners:
+                opened.close()
             self._listeners.clear()
             raise
         self._started_at = time.monotonic()
