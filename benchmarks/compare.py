@@ -49,10 +49,13 @@ from benchmarks.common import (
     LONG_TTL_S,
     SEED,
     VALUE_BYTES,
+    can_pin,
     hot_sample,
     make_keys,
     make_miss_keys,
     make_values,
+    one_cpu,
+    pin,
     require,
     settle,
     uniform_order,
@@ -719,32 +722,24 @@ def _load_sample(service, work: loadgen.Workload, depth: int, seconds: float) ->
 class Placement:
     """Where the client (this process) and the servers run while a row is sampled.
 
-    Round-trip rows put everyone on one CPU. A single client waits for each
-    reply anyway, and on this kind of VM a wake-up across CPUs costs tens of
-    microseconds: left to the scheduler, whether client and server happened
-    to share a CPU flipped round-trip figures by 3x from one repeat to the
-    next. Capacity rows let the server use every CPU. Both sides of a row
-    always get the same placement.
+    Round-trip rows put everyone on one CPU (common.one_cpu; why: see
+    common.pin). Capacity rows let the server use every CPU. Both sides of a
+    row always get the same placement.
     """
 
     def __init__(self, pids: list[int], enabled: bool) -> None:
         self.pids = pids
-        self.enabled = enabled and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1
-        self.all_cpus = os.sched_getaffinity(0) if self.enabled else set()
+        self.enabled = enabled and can_pin()
+        self.all_cpus = frozenset(os.sched_getaffinity(0)) if self.enabled else frozenset()
         self.current: frozenset[int] | None = None
 
     def apply(self, row: Row) -> None:
         if not self.enabled:
             return
-        cpus = frozenset({min(self.all_cpus)} if row.same_core else self.all_cpus)
+        cpus = one_cpu() if row.same_core else self.all_cpus
         if cpus == self.current:
             return
-        for pid in [os.getpid(), *self.pids]:
-            # every thread: the affinity of a running process's threads is their own
-            with contextlib.suppress(OSError):
-                for tid in os.listdir(f"/proc/{pid}/task"):
-                    with contextlib.suppress(OSError):
-                        os.sched_setaffinity(int(tid), cpus)
+        pin([os.getpid(), *self.pids], cpus)
         self.current = cpus
 
     def describe(self) -> str:
