@@ -70,14 +70,16 @@ SEED = 20240601
 
 # asv sampling for the timing modules (engine, batch, codec, server), which
 # import these names so asv finds them as module attributes. asv continuous
-# interleaves rounds between the two commits, each round a fresh process:
-# 4 rounds instead of asv's 2 spread this shared machine's drift, and the
-# per-process luck of hash seeds and memory layout, over both commits, and
-# 4 to 20 samples a round give its significance test enough to decide on.
+# interleaves rounds between the two commits, each round a fresh process
+# about a minute after the other commit's: 6 rounds instead of asv's 2 spread
+# this shared machine's load bursts, and the per-process luck of hash seeds
+# and memory layout, over both commits (with 4, a burst during some of one
+# commit's rounds still made engine.Exists 1.65x "slower" than itself), and
+# 4 to 15 samples a round give the significance test enough to decide on.
 # Measured with `asv continuous -f 1.5` of a commit against itself (see
 # docs/benchmarks.md), with other builds and test runs on the same 2 cores.
-rounds = 4
-repeat = (4, 20, 5.0)  # (min, max samples per round, max seconds per round)
+rounds = 6
+repeat = (4, 15, 4.0)  # (min, max samples per round, max seconds per round)
 warmup_time = 0.05
 
 _KEY_DIGITS = KEY_BYTES - len(b"key:")
