@@ -1059,6 +1059,9 @@ def main(argv: list[str] | None = None) -> int:
         check_required(timed_rows + one_shot_rows, required, missing, committed)
     except MissingContender as exc:
         log(f"error: {exc}")
+        if args.out is None and not committed:  # the scratch folder made for this run
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)
         return 1
     machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     ordered = [r for r in timed_rows if r.section == IN_PROCESS] + one_shot_rows + \

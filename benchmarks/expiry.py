@@ -15,6 +15,7 @@ because those catch up on all pending expiry at once.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -26,6 +27,8 @@ TTL_S = 1.0
 LIVE_KEY = b"live-key-000000!"
 _FILL_CHUNK = 10_000
 _TIMEOUT_S = 120.0
+# Reclaims whose longest calls Reclaim.track_longest_call_ms takes the median of.
+LONGEST_CALL_RUNS = 3
 
 
 def fill_expiring(engine, n: int, deadline: float, clock: Callable[[], float]) -> None:
@@ -137,6 +140,9 @@ class Reclaim:
     timeout = 600
 
     def setup(self, driver):
+        self._fill()
+
+    def _fill(self):
         self.clock = FakeClock()
         self.engine = require_kvstore("Engine")(clock=self.clock)
         self.deadline = self.clock() + TTL_S
@@ -147,12 +153,24 @@ class Reclaim:
         reclaim(self.engine, driver, self.deadline, self.clock)
 
     def track_longest_call_ms(self, driver):
-        # CPU time of the thread, not wall time: a longest call is a maximum,
-        # and one preemption by another process on a shared machine made a
-        # commit's own figure 4x to 27x worse against itself (asv continuous).
-        # The engine's bounded step shows in the CPU time it takes.
-        return reclaim(self.engine, driver, self.deadline, self.clock,
-                       call_timer=time.thread_time).longest_call_s * 1e3
+        """The median, over LONGEST_CALL_RUNS reclaims of fresh fills, of the
+        longest call in each, in thread CPU time.
+
+        A longest call is a maximum, so it records the one worst thing that
+        happened to any of ~10^4 calls: in wall time that was a preemption by
+        another process (a commit 4x to 27x worse than itself under asv
+        continuous), and in CPU time still the odd 1.6 ms hiccup against
+        0.08 ms. The work is the same every run (fake clock), so a call that
+        really is unbounded is the longest in every run and survives the
+        median, while a hiccup lands in one run only.
+        """
+        maxima = []
+        for run in range(LONGEST_CALL_RUNS):
+            if run:
+                self._fill()
+            result = reclaim(self.engine, driver, self.deadline, self.clock, call_timer=time.thread_time)
+            maxima.append(result.longest_call_s)
+        return statistics.median(maxima) * 1e3
 
     track_longest_call_ms.unit = "ms"
 
@@ -163,7 +181,7 @@ class FirstCallAfterDeadline:
     A timed benchmark with a fresh fill before every sample, not one tracked
     figure: a single reading of a ~20 us get() differed by 1.6x between a
     commit and itself, and a sampled time gives asv's test something to
-    decide on (len() and info() take about 10,000 times as long as get()).
+    decide on (a len() that catches up takes thousands of times a get()).
     """
 
     params = [["get", "len", "info"]]
