@@ -11,6 +11,8 @@ import random
 from decimal import Decimal
 
 from benchmarks.common import SEED, require
+# asv reads these as module attributes: the suite's sampling, see common.py
+from benchmarks.common import repeat, rounds, warmup_time  # noqa: F401
 
 CODEC_REPS = 100
 TYPES = ["none", "bool", "int", "float", "decimal", "str", "bytes", "list", "dict"]

@@ -13,10 +13,11 @@ the first sample pays for it and later ones get it for free.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import random
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 __all__ = [
     "KEY_BYTES",
@@ -43,6 +44,12 @@ __all__ = [
     "FakeClock",
     "settle",
     "filled_store",
+    "rounds",
+    "repeat",
+    "warmup_time",
+    "can_pin",
+    "one_cpu",
+    "pin",
 ]
 
 KEY_BYTES = 16
@@ -60,6 +67,20 @@ MEMORY_KEYS = 1_000_000
 # A ttl that never runs out while a memory measurement is under way, s.
 LONG_TTL_S = 3600
 SEED = 20240601
+
+# asv sampling for the timing modules (engine, batch, codec, server), which
+# import these names so asv finds them as module attributes. asv continuous
+# interleaves rounds between the two commits, each round a fresh process
+# about a minute after the other commit's: 6 rounds instead of asv's 2 spread
+# this shared machine's load bursts, and the per-process luck of hash seeds
+# and memory layout, over both commits (with 4, a burst during some of one
+# commit's rounds still made engine.Exists 1.65x "slower" than itself), and
+# 4 to 15 samples a round give the significance test enough to decide on.
+# Measured with `asv continuous -f 1.5` of a commit against itself (see
+# docs/benchmarks.md), with other builds and test runs on the same 2 cores.
+rounds = 6
+repeat = (4, 15, 4.0)  # (min, max samples per round, max seconds per round)
+warmup_time = 0.05
 
 _KEY_DIGITS = KEY_BYTES - len(b"key:")
 _MISS_DIGITS = KEY_BYTES - len(b"miss:")
@@ -140,8 +161,46 @@ def require_kvstore(attr: str = "Engine") -> Any:
 def settle(engine) -> None:
     """Finish any resize the fill started, so samples time the steady state
     rather than the migration steps the first calls after a fill take."""
-    while engine.expiry_backlog:
+    tick = getattr(engine, "tick", None)
+    if tick is not None:  # the one housekeeping step: True while work is pending
+        while tick(100.0):
+            pass
+        return
+    while engine.expiry_backlog:  # commits before Engine.tick
         engine.purge_expired(100.0)
+
+
+# ------------------------------------------------------------ CPU placement
+#
+# A client making one round trip at a time waits for every reply. On this
+# kind of VM a wake-up across CPUs costs tens of microseconds, so whether the
+# scheduler happened to put client and server on the same CPU flipped
+# round-trip figures by 3x from one process to the next: asv reported a
+# commit against itself as a regression. Round-trip measurements therefore
+# put the client and its server on one CPU, in the asv suite and in
+# compare.py alike.
+
+
+def can_pin() -> bool:
+    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1
+
+
+def one_cpu() -> frozenset[int]:
+    """The CPU round trips run on: the lowest one this process may use (so
+    ``asv run --cpu-affinity`` or ``taskset`` still decide the set)."""
+    return frozenset({min(os.sched_getaffinity(0))})
+
+
+def pin(pids: Iterable[int], cpus: Iterable[int]) -> None:
+    """Restrict every thread of each process to cpus. Every thread: a running
+    process's threads each keep their own affinity, so setting the process's
+    alone would leave its existing threads where they were."""
+    cpus = frozenset(cpus)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(tid), cpus)
 
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -16,10 +16,16 @@ Timed rows are interleaved: every repeat walks all rows and all contenders
 alike, and the table reports medians. Memory and reclaim rows are slow and
 drift-free: each is measured once, in a fresh process.
 
-Servers are started on free loopback ports and stopped by PID at the end;
-a missing ``redis-server``/``memcached`` skips its contenders with a message.
-Writes results/comparison.{json,md} and PNG charts; ``--update-docs`` also
-puts the table into docs/benchmarks.md.
+Servers are started on free loopback ports and stopped by PID at the end.
+kvstore is what the command measures: without it (or without a contender
+named by ``--require``) the run stops with an error and exit status 1. Other
+missing contenders are skipped with a message, except in a run that writes
+the committed results, which needs them all.
+
+A full run writes results/comparison.{json,md} and PNG charts (``--update-docs``
+also puts the table into docs/benchmarks.md); a quick or partial run writes
+to a new scratch folder unless ``--out`` says where. Every table and chart
+says which kind of run made it, and from which commit.
 """
 
 from __future__ import annotations
@@ -30,15 +36,18 @@ import contextlib
 import datetime
 import gc
 import importlib.metadata
+import importlib.util
 import json
 import multiprocessing
 import os
 import platform
 import random
+import shlex
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -49,10 +58,13 @@ from benchmarks.common import (
     LONG_TTL_S,
     SEED,
     VALUE_BYTES,
+    can_pin,
     hot_sample,
     make_keys,
     make_miss_keys,
     make_values,
+    one_cpu,
+    pin,
     require,
     settle,
     uniform_order,
@@ -66,6 +78,9 @@ ROOT = os.path.dirname(HERE)
 DOCS = os.path.join(ROOT, "docs", "benchmarks.md")
 DOCS_BEGIN = "<!-- compare:begin -->"
 DOCS_END = "<!-- compare:end -->"
+# The committed results: only a full run with every contender writes here
+# unless --out names it (see output_folder).
+RESULTS = os.path.join(HERE, "results")
 
 IN_PROCESS = "In-process (Engine vs dict and TTLCache)"
 MEMORY = "Memory and expiry"
@@ -101,6 +116,7 @@ class Contender:
     role: str
     sample: Callable[[], float] | None   # one measurement in the row's unit
     skipped: str | None = None
+    needs: str | None = None             # the piece (PIECES) it cannot run without
     samples: list[float] = field(default_factory=list)
 
 
@@ -171,8 +187,8 @@ class Unavailable:
     def contender(self, name: str, role: str, needs: Any, sample: Callable[[], Callable[[], float]],
                   because: str) -> Contender:
         if needs is None:
-            return Contender(name, role, None, skipped=self.reasons.get(because, because))
-        return Contender(name, role, sample())
+            return Contender(name, role, None, skipped=self.reasons.get(because, because), needs=because)
+        return Contender(name, role, sample(), needs=because)
 
 
 # --------------------------------------------------------------- in-process
@@ -220,8 +236,12 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
         return engine
 
     engine = missing.attempt("kvstore Engine", build_engine)
-    ttl_cache = require("cachetools", "TTLCache")(maxsize=2 * s.store_keys, ttl=LONG_TTL_S)
-    ttl_cache.update(data)
+    def build_ttl_cache():
+        cache = require("cachetools", "TTLCache")(maxsize=2 * s.store_keys, ttl=LONG_TTL_S)
+        cache.update(data)
+        return cache
+
+    ttl_cache = missing.attempt("cachetools", build_ttl_cache)
 
     hot = hot_sample(keys, s.hot_keys)
     passes = max(1, s.ops // len(hot))
@@ -234,14 +254,15 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
     dict_batches = [dict(b) for b in pair_batches]
     n_batches = len(batches)
 
-    stores = [("kvstore", SUBJECT, engine), ("dict", ANCHOR, data), ("TTLCache", ANCHOR, ttl_cache)]
+    stores = [("kvstore", SUBJECT, engine, "kvstore Engine"), ("dict", ANCHOR, data, None),
+              ("TTLCache", ANCHOR, ttl_cache, "cachetools")]
 
     def getters(keys_, passes_):
         count = len(keys_) * passes_
         return [missing.contender(name, role, store,
                                   lambda st=store: per_unit(_get_loop(st.get, keys_, passes_), count, 1e9),
-                                  "kvstore Engine")
-                for name, role, store in stores]
+                                  piece)
+                for name, role, store, piece in stores]
 
     def setters(pairs, passes_):
         count = len(pairs) * passes_
@@ -249,13 +270,15 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
             name, role, store,
             lambda st=store: per_unit(_set_loop(st.set if st is engine else st.__setitem__, pairs, passes_),
                                       count, 1e9),
-            "kvstore Engine") for name, role, store in stores]
+            piece) for name, role, store, piece in stores]
 
     mget_row = [
         missing.contender("kvstore", SUBJECT, engine,
                           lambda: per_unit(_mget_loop(engine.mget, batches), n_batches, 1e6), "kvstore Engine"),
         Contender("dict", ANCHOR, per_unit(_comprehension_loop(data.get, batches), n_batches, 1e6)),
-        Contender("TTLCache", ANCHOR, per_unit(_comprehension_loop(ttl_cache.get, batches), n_batches, 1e6)),
+        missing.contender("TTLCache", ANCHOR, ttl_cache,
+                          lambda: per_unit(_comprehension_loop(ttl_cache.get, batches), n_batches, 1e6),
+                          "cachetools"),
         missing.contender(f"kvstore get×{s.batch}", REFERENCE, engine,
                           lambda: per_unit(_comprehension_loop(engine.get, batches), n_batches, 1e6),
                           "kvstore Engine"),
@@ -265,7 +288,9 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
                           lambda: per_unit(_mget_loop(engine.mset, pair_batches), n_batches, 1e6),
                           "kvstore Engine"),
         Contender("dict", ANCHOR, per_unit(_mget_loop(data.update, dict_batches), n_batches, 1e6)),
-        Contender("TTLCache", ANCHOR, per_unit(_mget_loop(ttl_cache.update, dict_batches), n_batches, 1e6)),
+        missing.contender("TTLCache", ANCHOR, ttl_cache,
+                          lambda: per_unit(_mget_loop(ttl_cache.update, dict_batches), n_batches, 1e6),
+                          "cachetools"),
         missing.contender(f"kvstore set×{s.batch}", REFERENCE, engine,
                           lambda: per_unit(lambda: [_set_loop(engine.set, b, 1)() for b in pair_batches],
                                            n_batches, 1e6),
@@ -373,13 +398,18 @@ def memory_rows(s: Sizes, missing: Unavailable, redis_client, probes: Probes) ->
         return lambda: probes.get(("redis-bytes", ttl), lambda: redis_bytes_per_key(redis_client, n, ttl))
 
     engine_ok = missing.attempt("kvstore Engine", lambda: require("kvstore", "Engine"))
+    cachetools_ok = missing.attempt("cachetools", lambda: require("cachetools", "TTLCache"))
 
     def bytes_row(ttl: bool) -> Row:
-        anchor_store = "ttlcache" if ttl else "dict"
+        if ttl:
+            anchor = missing.contender("TTLCache", ANCHOR, cachetools_ok,
+                                       lambda: lambda: fill("ttlcache", ttl)["rss"], "cachetools")
+        else:
+            anchor = Contender("dict", ANCHOR, lambda: fill("dict", ttl)["rss"])
         return Row(MEMORY, f"bytes per key, {n:,} keys, {'ttl' if ttl else 'no ttl'}", "B/key", False, [
             missing.contender("kvstore", SUBJECT, engine_ok,
                               lambda: lambda: fill("kvstore", ttl)["rss"], "kvstore Engine"),
-            Contender("TTLCache" if ttl else "dict", ANCHOR, lambda: fill(anchor_store, ttl)["rss"]),
+            anchor,
             missing.contender("Redis", ANCHOR, redis_client, lambda: redis_bytes(ttl), "redis-server"),
             missing.contender("kvstore memory_bytes", REFERENCE, engine_ok,
                               lambda: lambda: fill("kvstore", ttl)["memory_bytes"], "kvstore Engine"),
@@ -719,32 +749,24 @@ def _load_sample(service, work: loadgen.Workload, depth: int, seconds: float) ->
 class Placement:
     """Where the client (this process) and the servers run while a row is sampled.
 
-    Round-trip rows put everyone on one CPU. A single client waits for each
-    reply anyway, and on this kind of VM a wake-up across CPUs costs tens of
-    microseconds: left to the scheduler, whether client and server happened
-    to share a CPU flipped round-trip figures by 3x from one repeat to the
-    next. Capacity rows let the server use every CPU. Both sides of a row
-    always get the same placement.
+    Round-trip rows put everyone on one CPU (common.one_cpu; why: see
+    common.pin). Capacity rows let the server use every CPU. Both sides of a
+    row always get the same placement.
     """
 
     def __init__(self, pids: list[int], enabled: bool) -> None:
         self.pids = pids
-        self.enabled = enabled and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1
-        self.all_cpus = os.sched_getaffinity(0) if self.enabled else set()
+        self.enabled = enabled and can_pin()
+        self.all_cpus = frozenset(os.sched_getaffinity(0)) if self.enabled else frozenset()
         self.current: frozenset[int] | None = None
 
     def apply(self, row: Row) -> None:
         if not self.enabled:
             return
-        cpus = frozenset({min(self.all_cpus)} if row.same_core else self.all_cpus)
+        cpus = one_cpu() if row.same_core else self.all_cpus
         if cpus == self.current:
             return
-        for pid in [os.getpid(), *self.pids]:
-            # every thread: the affinity of a running process's threads is their own
-            with contextlib.suppress(OSError):
-                for tid in os.listdir(f"/proc/{pid}/task"):
-                    with contextlib.suppress(OSError):
-                        os.sched_setaffinity(int(tid), cpus)
+        pin([os.getpid(), *self.pids], cpus)
         self.current = cpus
 
     def describe(self) -> str:
@@ -786,11 +808,14 @@ def _take_sample(row: Row, contender: Contender) -> None:
 # ------------------------------------------------------------------ results
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+def _version(*dists: str) -> str:
+    """The installed version of the first of dists that is installed."""
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 def _command_output(argv: list[str]) -> str:
@@ -801,7 +826,24 @@ def _command_output(argv: list[str]) -> str:
         return "unavailable"
 
 
-def machine_info() -> dict[str, str]:
+def checkout_commit() -> str:
+    """The checkout's commit as `git describe` names it, "-dirty" when
+    tracked files differ from it; "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
+                             capture_output=True, text=True, timeout=10, cwd=ROOT)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def _kvstore_location() -> str:
+    """The folder ``import kvstore`` loads from (found, not imported)."""
+    spec = importlib.util.find_spec("kvstore")
+    return os.path.dirname(spec.origin) if spec is not None and spec.origin else "not found"
+
+
+def machine_info(commit: str) -> dict[str, str]:
     cpu = platform.processor() or "unknown"
     memory_total = "unknown"
     with contextlib.suppress(OSError):
@@ -817,7 +859,8 @@ def machine_info() -> dict[str, str]:
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "kvstore": f"{_version('kvstore')} ({_command_output(['git', 'rev-parse', '--short', 'HEAD'])})",
+        "kvstore": f"{_version('kvstore-engine', 'kvstore')} ({commit})",
+        "kvstore imported from": _kvstore_location(),
         "redis-server": _command_output(["redis-server", "--version"]),
         "memcached": _command_output(["memcached", "-V"]),
         "redis-py / hiredis": f"{_version('redis')} / {_version('hiredis')}",
@@ -838,11 +881,15 @@ def write_results(rows: list[Row], machine: dict[str, str], settings: dict[str, 
     with open(os.path.join(out_dir, "comparison.md"), "w") as f:
         f.write("# kvstore side by side\n\n" + table + "\nMachine:\n\n" + machine_md)
     charts = report.render_charts(results, out_dir)
-    log("wrote " + ", ".join(os.path.relpath(p, ROOT) for p in
-                             [os.path.join(out_dir, "comparison.md"), *charts]))
+    log("wrote " + ", ".join(_shown(p) for p in [os.path.join(out_dir, "comparison.md"), *charts]))
     if update_docs:
         _update_docs(table, machine_md, settings)
     return table
+
+
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path, ROOT)
+    return path if rel.startswith(os.pardir) else rel
 
 
 def _update_docs(table: str, machine_md: str, settings: dict[str, Any]) -> None:
@@ -857,10 +904,92 @@ def _update_docs(table: str, machine_md: str, settings: dict[str, Any]) -> None:
     log(f"updated {os.path.relpath(DOCS, ROOT)}")
 
 
+# ------------------------------------------------- what a run must include
+
+# Contenders by the name --require takes, and the pieces (Unavailable's
+# names, Contender.needs) each one stands for.
+PIECES = {
+    "kvstore": ("kvstore Engine", "kvstore-server"),
+    "redis": ("redis-server",),
+    "memcached": ("memcached",),
+    "cachetools": ("cachetools",),
+}
+NETWORK_PIECES = frozenset({"kvstore-server", "redis-server", "memcached"})
+_HINTS = {
+    "kvstore Engine": "install the built package first: pip install '.[bench]' (docs/benchmarks.md)",
+    "kvstore-server": "install the built package first: pip install '.[bench]' (docs/benchmarks.md)",
+    "redis-server": "needs redis-server on PATH and redis-py: apt-get install redis-server; "
+                    "pip install '.[bench]'",
+    "memcached": "needs memcached on PATH and pymemcache: apt-get install memcached; pip install '.[bench]'",
+    "cachetools": "pip install '.[bench]'",
+}
+
+
+class MissingContender(Exception):
+    """A contender the run cannot do without is unavailable."""
+
+
+def is_complete(args: argparse.Namespace) -> bool:
+    """A full run of every row: the only kind that may replace the committed results."""
+    return not (args.quick or args.skip_network or args.skip_memory)
+
+
+def output_folder(args: argparse.Namespace) -> tuple[str, bool]:
+    """(the folder to write to, whether it is the committed results folder).
+
+    --out wins. Otherwise a complete run writes the committed results and
+    any other run (--quick, --skip-*) a new scratch folder, so a smoke run
+    never replaces a real one.
+    """
+    if args.out:
+        out = os.path.abspath(args.out)
+        return out, os.path.realpath(out) == os.path.realpath(RESULTS)
+    if is_complete(args):
+        return RESULTS, True
+    kind = "quick" if args.quick else "partial"
+    return tempfile.mkdtemp(prefix=f"kvstore-compare-{kind}-"), False
+
+
+def required_pieces(args: argparse.Namespace, committed: bool) -> set[str]:
+    """kvstore always, the contenders --require names, and all of them for
+    a run that writes the committed results or the docs table; network
+    pieces drop out under --skip-network."""
+    names = set(PIECES) if committed or args.update_docs else {"kvstore", *args.require}
+    pieces = {piece for name in names for piece in PIECES[name]}
+    return pieces - NETWORK_PIECES if args.skip_network else pieces
+
+
+def unmet(rows: list[Row], required: set[str], missing: Unavailable) -> dict[str, str]:
+    """Required pieces that are unavailable, or whose contenders got skipped: {piece: why}."""
+    out = {piece: why for piece, why in missing.reasons.items() if piece in required}
+    for row in rows:
+        for c in row.contenders:
+            if c.skipped and c.needs in required:
+                out.setdefault(c.needs, f"{row.title} / {c.name}: {c.skipped}")
+    return out
+
+
+def check_required(rows: list[Row], required: set[str], missing: Unavailable, committed: bool) -> None:
+    problems = unmet(rows, required, missing)
+    if not problems:
+        return
+    lines = ["cannot compare without:"]
+    for piece, why in sorted(problems.items()):
+        lines.append(f"  {piece}: {why}")
+        lines.append(f"    -> {_HINTS[piece]}")
+    if "kvstore Engine" in problems:
+        lines.append(f"  (kvstore imported from: {_kvstore_location()})")
+    if committed:
+        lines.append("  a run that writes the committed results needs every contender; "
+                     "--out DIR writes elsewhere")
+    raise MissingContender("\n".join(lines))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smaller stores, fewer repeats: a smoke run in well under a minute")
+                        help="smaller stores, fewer repeats: a smoke run in well under a minute, "
+                             "written to a scratch folder unless --out says otherwise")
     parser.add_argument("--skip-network", action="store_true",
                         help="in-process, memory and expiry rows only; start no server")
     parser.add_argument("--skip-memory", action="store_true",
@@ -869,53 +998,80 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="interleaved repeats per timed row (default 9, quick 2)")
     parser.add_argument("--no-pin", action="store_true",
                         help="leave CPU placement to the scheduler (see Placement)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results"),
-                        help="folder for comparison.json/.md and the charts")
+    parser.add_argument("--require", action="append", default=[], choices=sorted(PIECES),
+                        metavar="NAME",
+                        help="fail unless this contender runs: " + ", ".join(sorted(PIECES)) +
+                             " (repeatable; kvstore always is, and a run writing "
+                             "benchmarks/results/ requires all)")
+    parser.add_argument("--out", default=None,
+                        help="folder for comparison.json/.md and the charts (default: "
+                             "benchmarks/results/ for a full run, a new scratch folder otherwise)")
     parser.add_argument("--update-docs", action="store_true",
-                        help="also replace the table in docs/benchmarks.md")
-    return parser.parse_args(argv)
+                        help="also replace the table in docs/benchmarks.md (full runs only)")
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.update_docs and not is_complete(args):
+        parser.error("--update-docs takes a full run: not with --quick, --skip-network or --skip-memory")
+    network_only = [name for name in args.require if set(PIECES[name]) <= NETWORK_PIECES]
+    if args.skip_network and network_only:
+        parser.error(f"--require {network_only[0]} needs the network rows; drop --skip-network")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes.full()
     repeats = args.repeats or sizes.repeats
-    if repeats < 1:
-        raise SystemExit("--repeats must be at least 1")
-    machine = machine_info()
+    out_dir, committed = output_folder(args)
+    required = required_pieces(args, committed)
+    commit = checkout_commit()
+    machine = machine_info(commit)
     missing = Unavailable()
-    with contextlib.ExitStack() as stack:
-        log("preparing in-process stores ...")
-        timed_rows = in_process_rows(sizes, missing)
-        servers = Servers()
-        if args.skip_network:
-            for name in ("kvstore-server", "redis-server", "memcached"):
-                missing.reasons[name] = f"{name} not started (--skip-network)"
-        else:
-            log("starting servers ...")
-            servers = start_servers(sizes, stack, missing)
-            timed_rows += network_rows(sizes, servers, missing)
-            timed_rows += capacity_rows(sizes, servers, missing)
-        log(f"timing {len(timed_rows)} rows, {repeats} interleaved repeats ...")
-        placement = Placement([svc.pid for svc in (servers.kvstore, servers.redis, servers.memcached)
-                               if svc is not None], enabled=not args.no_pin)
-        machine["placement"] = placement.describe()
-        run_interleaved(timed_rows, repeats, placement)
-        placement.apply(Row("", "", "", False, []))  # back to every CPU
-        one_shot_rows: list[Row] = []
-        if not args.skip_memory:
-            log("memory and expiry (one run each, fresh processes) ...")
-            one_shot_rows = memory_rows(sizes, missing, servers.redis_client, Probes())
-            run_once(one_shot_rows)
+    try:
+        with contextlib.ExitStack() as stack:
+            log("preparing in-process stores ...")
+            timed_rows = in_process_rows(sizes, missing)
+            check_required(timed_rows, required, missing, committed)  # before starting any server
+            servers = Servers()
+            if args.skip_network:
+                for name in ("kvstore-server", "redis-server", "memcached"):
+                    missing.reasons[name] = f"{name} not started (--skip-network)"
+            else:
+                log("starting servers ...")
+                servers = start_servers(sizes, stack, missing)
+                timed_rows += network_rows(sizes, servers, missing)
+                timed_rows += capacity_rows(sizes, servers, missing)
+            one_shot_rows: list[Row] = []
+            if not args.skip_memory:
+                one_shot_rows = memory_rows(sizes, missing, servers.redis_client, Probes())
+            check_required(timed_rows + one_shot_rows, required, missing, committed)  # before timing
+            log(f"timing {len(timed_rows)} rows, {repeats} interleaved repeats ...")
+            placement = Placement([svc.pid for svc in (servers.kvstore, servers.redis, servers.memcached)
+                                   if svc is not None], enabled=not args.no_pin)
+            machine["placement"] = placement.describe()
+            run_interleaved(timed_rows, repeats, placement)
+            placement.apply(Row("", "", "", False, []))  # back to every CPU
+            if one_shot_rows:
+                log("memory and expiry (one run each, fresh processes) ...")
+                run_once(one_shot_rows)
+        # A contender can also fail mid-run; nothing is written then.
+        check_required(timed_rows + one_shot_rows, required, missing, committed)
+    except MissingContender as exc:
+        log(f"error: {exc}")
+        if args.out is None and not committed:  # the scratch folder made for this run
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)
+        return 1
     machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     ordered = [r for r in timed_rows if r.section == IN_PROCESS] + one_shot_rows + \
         [r for r in timed_rows if r.section != IN_PROCESS]
+    given = sys.argv[1:] if argv is None else argv
     settings = {"repeats": repeats, "quick": args.quick, "skip_network": args.skip_network,
-                "command": "python -m benchmarks.compare" + (" --quick" if args.quick else "")
-                + (" --skip-network" if args.skip_network else "")
-                + (f" --repeats {args.repeats}" if args.repeats else ""),
+                "skip_memory": args.skip_memory, "commit": commit,
+                "command": " ".join(["python -m benchmarks.compare", *map(shlex.quote, given)]),
                 "sizes": sizes.__dict__}
-    print(write_results(ordered, machine, settings, args.out, args.update_docs))
+    print(write_results(ordered, machine, settings, out_dir, args.update_docs))
     return 0
 
 

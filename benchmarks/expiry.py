@@ -15,6 +15,7 @@ because those catch up on all pending expiry at once.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -26,6 +27,8 @@ TTL_S = 1.0
 LIVE_KEY = b"live-key-000000!"
 _FILL_CHUNK = 10_000
 _TIMEOUT_S = 120.0
+# Reclaims whose longest calls Reclaim.track_longest_call_ms takes the median of.
+LONGEST_CALL_RUNS = 3
 
 
 def fill_expiring(engine, n: int, deadline: float, clock: Callable[[], float]) -> None:
@@ -53,11 +56,14 @@ class ReclaimResult:
     keys_left: int
 
 
-def reclaim(engine, driver: str, deadline: float, clock: Callable[[], float]) -> ReclaimResult:
+def reclaim(engine, driver: str, deadline: float, clock: Callable[[], float],
+            call_timer: Callable[[], float] = time.perf_counter) -> ReclaimResult:
     """Call the driver until the keys whose deadline has passed are reclaimed.
 
     Done means: the clock is past the deadline, the last call left no backlog,
-    and info() (timed like every other call) finds only the live key.
+    and info() (timed like every other call) finds only the live key. Each
+    call is timed with call_timer (longest_call_s); the total and the time
+    limit always use the wall clock.
     """
     if driver == "purge":
         step = engine.purge_expired
@@ -67,26 +73,27 @@ def reclaim(engine, driver: str, deadline: float, clock: Callable[[], float]) ->
     else:
         raise ValueError(driver)
     perf = time.perf_counter
+    timer = call_timer
     started = perf()
     give_up = started + _TIMEOUT_S
     longest = 0.0
     calls = 0
     while True:
-        t0 = perf()
+        t0 = timer()
         step()
-        t1 = perf()
+        t1 = timer()
         calls += 1
         if t1 - t0 > longest:
             longest = t1 - t0
         if not engine.expiry_backlog and clock() > deadline:
-            t0 = perf()
+            t0 = timer()
             info = engine.info()
-            t1 = perf()
+            t1 = timer()
             calls += 1
             longest = max(longest, t1 - t0)
             if info["keys"] <= 1:
                 break
-        if t1 > give_up:
+        if calls % 1024 == 0 and perf() > give_up:
             raise RuntimeError(f"reclaim by {driver} not done after {_TIMEOUT_S}s")
     return ReclaimResult(perf() - started, clock(), longest, calls, info["memory_bytes"],
                          info["keys"] - 1)
@@ -133,6 +140,9 @@ class Reclaim:
     timeout = 600
 
     def setup(self, driver):
+        self._fill()
+
+    def _fill(self):
         self.clock = FakeClock()
         self.engine = require_kvstore("Engine")(clock=self.clock)
         self.deadline = self.clock() + TTL_S
@@ -143,21 +153,50 @@ class Reclaim:
         reclaim(self.engine, driver, self.deadline, self.clock)
 
     def track_longest_call_ms(self, driver):
-        return reclaim(self.engine, driver, self.deadline, self.clock).longest_call_s * 1e3
+        """The median, over LONGEST_CALL_RUNS reclaims of fresh fills, of the
+        longest call in each, in thread CPU time.
+
+        A longest call is a maximum, so it records the one worst thing that
+        happened to any of ~10^4 calls: in wall time that was a preemption by
+        another process (a commit 4x to 27x worse than itself under asv
+        continuous), and in CPU time still the odd 1.6 ms hiccup against
+        0.08 ms. The work is the same every run (fake clock), so a call that
+        really is unbounded is the longest in every run and survives the
+        median, while a hiccup lands in one run only.
+        """
+        maxima = []
+        for run in range(LONGEST_CALL_RUNS):
+            if run:
+                self._fill()
+            result = reclaim(self.engine, driver, self.deadline, self.clock, call_timer=time.thread_time)
+            maxima.append(result.longest_call_s)
+        return statistics.median(maxima) * 1e3
 
     track_longest_call_ms.unit = "ms"
 
 
 class FirstCallAfterDeadline:
-    """A call that catches up on all pending expiry at once stalls its caller."""
+    """A call that catches up on all pending expiry at once stalls its caller.
+
+    A timed benchmark with a fresh fill before every sample, not one tracked
+    figure: a single reading of a ~20 us get() differed by 1.6x between a
+    commit and itself, and a sampled time gives asv's test something to
+    decide on (a len() that catches up takes thousands of times a get()).
+    """
 
     params = [["get", "len", "info"]]
     param_names = ["call"]
-    unit = "ms"
-    timeout = 300
+    number = 1
+    repeat = (3, 4, 30.0)
+    timeout = 600
 
     def setup(self, call):
-        require_kvstore("Engine")
+        clock = FakeClock()
+        engine = require_kvstore("Engine")(clock=clock)
+        fill_expiring(engine, MEMORY_KEYS, clock() + TTL_S, clock)
+        clock.tick(TTL_S * 2)
+        self.call = {"get": lambda: engine.get(LIVE_KEY), "len": lambda: len(engine),
+                     "info": engine.info}[call]
 
-    def track_ms(self, call):
-        return first_call_after_deadline(MEMORY_KEYS, call) * 1e3
+    def time_first_call(self, call):
+        self.call()

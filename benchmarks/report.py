@@ -12,9 +12,10 @@ alternatives and the bare-socket floor).
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any
 
-__all__ = ["best_anchor", "ratio", "render_markdown", "render_charts"]
+__all__ = ["best_anchor", "ratio", "provenance", "render_markdown", "render_charts"]
 
 SUBJECT = "subject"
 ANCHOR = "anchor"
@@ -41,6 +42,25 @@ def ratio(row: dict[str, Any]) -> float | None:
         return None
     mine, theirs = subjects[0]["median"], anchor["median"]
     return mine / theirs if row["higher_is_better"] else theirs / mine
+
+
+def provenance(results: dict[str, Any]) -> str:
+    """Which kind of run made these figures, from which commit, when: every
+    table and chart carries it, so a smoke run is never read as a result."""
+    settings = results.get("settings", {})
+    if "quick" not in settings:
+        kind = "run of unrecorded kind"
+    elif settings["quick"]:
+        kind = "QUICK run (smoke test: small sizes, few repeats; not results)"
+    else:
+        kind = "full run"
+    left_out = [name for key, name in (("skip_network", "network"), ("skip_memory", "memory"))
+                if settings.get(key)]
+    if left_out:
+        kind += f" without the {' and '.join(left_out)} rows"
+    commit = settings.get("commit", "unrecorded")
+    date = results.get("machine", {}).get("date", "date unrecorded")
+    return f"{kind[0].upper()}{kind[1:]}, commit {commit}, {date}"
 
 
 def fmt(value: float | None) -> str:
@@ -76,7 +96,7 @@ def _role_mark(rows: list[dict[str, Any]], name: str) -> str:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    lines = []
+    lines = [f"**{provenance(results)}.**", ""]
     settings = results.get("settings", {})
     lines.append(f"Medians of {settings.get('repeats', '?')} interleaved repeats "
                  "(one-shot rows: a single run). The last column is kvstore's "
@@ -128,6 +148,9 @@ def render_machine(machine: dict[str, Any]) -> str:
     return "\n".join(f"- {k}: {v}" for k, v in machine.items()) + "\n"
 
 
+# Characters per line of a summary-chart label before it wraps.
+_LABEL_WIDTH = 60
+
 _COLOURS = {SUBJECT: "#e8710a", ANCHOR: "#1a73e8", REFERENCE: "#9aa0a6"}
 
 
@@ -159,30 +182,35 @@ def render_charts(results: dict[str, Any], out_dir: str) -> list[str]:
             ax.set_title(f"{row['title']} ({row['unit']}, {better})", fontsize=9, loc="left")
             ax.tick_params(labelsize=7)
             ax.margins(x=0.2)
-        fig.suptitle(section, fontsize=11)
+        fig.suptitle(f"{section}\n{provenance(results)}", fontsize=10)
         fig.tight_layout()
         path = os.path.join(out_dir, f"{_slug(section)}.png")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
 
     rated = [(f"{row['section'].split(' (')[0]}: {row['title']}", ratio(row)) for row in results["rows"]]
     rated = [(label, r) for label, r in rated if r is not None]
     if rated:
-        fig, ax = plt.subplots(figsize=(10, 0.9 + 0.3 * len(rated)))
-        labels = [label for label, _ in rated][::-1]
+        # Long row titles are wrapped, and the figure is cropped to what it
+        # draws (bbox_inches="tight"), so no label is cut at the edge.
+        labels = [textwrap.fill(label, _LABEL_WIDTH) for label, _ in rated][::-1]
         values = [r for _, r in rated][::-1]
+        lines = sum(label.count("\n") + 1 for label in labels)
+        fig, ax = plt.subplots(figsize=(10, 1.4 + 0.16 * lines + 0.14 * len(labels)))
         ax.barh(labels, values, color=["#188038" if v >= 1 else "#d93025" for v in values])
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
         for y, v in enumerate(values):
             ax.text(v, y, f" {v:.2f}×", va="center", fontsize=7)
         ax.set_xlabel("kvstore vs best anchor (× better; log scale, 1 = equal)")
+        ax.set_title(f"kvstore against the best anchor of each row: above 1 it leads, below 1 it trails\n"
+                     f"{provenance(results)}", fontsize=10)
         ax.tick_params(labelsize=7)
-        ax.margins(x=0.15)
+        ax.margins(x=0.15, y=0.01)
         fig.tight_layout()
         path = os.path.join(out_dir, "summary.png")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     return paths

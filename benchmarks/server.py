@@ -3,7 +3,9 @@ on a pre-encoded buffer with no sockets at all.
 
 RoundTrips talks to a kvstore-server started in setup on a free loopback port
 (once per benchmark process; services.py makes sure it dies with that
-process). Each timed call makes ROUND_TRIPS single-key calls, or ROUND_TRIPS
+process). Client and server run on one CPU, as in compare.py: left to the
+scheduler, a commit timed against itself differed by 3x (see common.pin).
+Each timed call makes ROUND_TRIPS single-key calls, or ROUND_TRIPS
 / 10 batches of BATCH keys beside the same keys fetched one call each.
 
 Processor feeds FRAMES pre-encoded requests in one buffer to the compiled
@@ -13,8 +15,22 @@ server's per-request cost without the event loop and the kernel.
 
 from __future__ import annotations
 
+import os
+
 from benchmarks import services
-from benchmarks.common import filled_store, hot_sample, make_keys, make_values, memoize, require
+from benchmarks.common import (
+    can_pin,
+    filled_store,
+    hot_sample,
+    make_keys,
+    make_values,
+    memoize,
+    one_cpu,
+    pin,
+    require,
+)
+# asv reads these as module attributes: the suite's sampling, see common.py
+from benchmarks.common import repeat, rounds, warmup_time  # noqa: F401
 
 ROUND_TRIPS = 100
 BATCH = 100
@@ -27,6 +43,8 @@ def _server_and_client():
         require("kvstore.server")
         client_cls = require("kvstore", "Client")
         server = services.start_kvstore()
+        if can_pin():
+            pin([os.getpid(), server.pid], one_cpu())
         client = client_cls.connect(server.address)
         keys = make_keys(_NET_KEYS)
         client.mset(zip(keys, make_values(_NET_KEYS)))
