@@ -161,6 +161,10 @@ def contenders(quick: bool) -> dict[str, Callable[[int, Sequence[Hashable]], P.P
         "s-LFU-5": lambda cap, t: P.SampledLFU(cap, 5),
         "s-W-TinyLFU": lambda cap, t: P.SampledWTinyLFU(cap, 5),
         "s-S3-FIFO": lambda cap, t: P.SampledS3FIFO(cap, 5),
+        # S3-FIFO promoting from S after a single hit (libCacheSim's earlier
+        # default move-to-main-threshold=1): keeps recency-heavy traces at LRU
+        "S3-FIFO-t1": lambda cap, t: P.S3FIFO(cap, move_threshold=1),
+        "s-S3-FIFO-t1": lambda cap, t: P.SampledS3FIFO(cap, 5, move_threshold=1),
     }
     try:
         import cachetools
@@ -284,7 +288,7 @@ def _summary(results: dict, default: str) -> list[str]:
     return out
 
 
-def write_report(results: dict, out: pathlib.Path, default: str = "S3-FIFO") -> pathlib.Path:
+def write_report(results: dict, out: pathlib.Path, default: str = "s-S3-FIFO-t1") -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "hitratio.json").write_text(json.dumps(results, indent=1))
     first = next(iter(next(iter(results["traces"].values())).values()))
@@ -321,7 +325,7 @@ def _chart(results: dict, path: pathlib.Path) -> None:
     names = list(results["traces"])
     cols = 4
     fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(16, 8), squeeze=False)
-    shown = ["OPT", "LRU", "W-TinyLFU", "S3-FIFO", "s-LRU-5", "s-LFU-5", "s-S3-FIFO",
+    shown = ["OPT", "LRU", "W-TinyLFU", "S3-FIFO", "s-LRU-5", "s-LFU-5", "s-S3-FIFO-t1",
              "s-W-TinyLFU", "moka", "Redis-lru", "Redis-lfu"]
     for ax, name in zip(axes.flat, names):
         caps = results["traces"][name]
