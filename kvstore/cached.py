@@ -105,7 +105,13 @@ def _default_key(func: Callable[..., Any]) -> Callable[..., str]:
 
 
 def _is_async_store(store: Any) -> bool:
-    return inspect.iscoroutinefunction(getattr(store, "get", None))
+    # The async clients' methods are plain functions returning awaitables,
+    # so the class tells, not inspect.
+    if isinstance(store, KeySpace):
+        return False
+    from kvstore.aio import AsyncClient
+    from kvstore.pool import AsyncPool
+    return isinstance(store, (AsyncClient, AsyncPool))
 
 
 class _ThreadFlight:

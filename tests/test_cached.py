@@ -295,10 +295,10 @@ def test_followers_get_the_leaders_exception(engine):
 @pytest.mark.server
 def test_processes_sharing_a_server_compute_once_per_burst(server, namespace):
     """Eight 'processes': eight separately decorated functions, each with its
-    own connection, so they share nothing but the server (and its lock)."""
+    own pool of connections, so they share nothing but the server (and its lock)."""
     arrivals = _Arrivals(CALLERS)
     runs = []
-    clients = [kvstore.Client(server.url(namespace)) for _ in range(8)]
+    clients = [kvstore.Pool(server.url(namespace), max_size=4) for _ in range(8)]
 
     def make(client):
         @cached(client, ttl=60, key=arrivals.key, lock_ttl=10)

@@ -268,8 +268,10 @@ def test_protocol_info_example_has_the_real_info_fields(server) -> None:
 # -- what the docs say outside Python blocks ---------------------------------------------------
 
 # Bare flags in inline code (`--max-payload`) are kvstore-server's in these
-# files; the other docs (benchmarks) use them for asv and benchmarks.compare.
+# files, outside their benchmark sections; the other docs (benchmarks) use
+# them for asv and benchmarks.compare.
 SERVER_FLAG_DOCS = {"README.md", "docs/protocol.md", "docs/celery.md"}
+NOT_SERVER_SECTION = re.compile(r"#+ .*benchmark", re.IGNORECASE)
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 INLINE_FLAG = re.compile(r"`(--[a-z][a-z0-9-]*)[^`]*`")
 
@@ -280,9 +282,12 @@ def documented_server_flags() -> dict[str, list[str]]:
     for path in DOCS:
         lines = path.read_text(encoding="utf-8").splitlines()
         in_code = False
+        server_section = True
         for number, line in enumerate(lines, 1):
             if FENCE.match(line):
                 in_code = not in_code
+            elif not in_code and line.startswith("#"):
+                server_section = not NOT_SERVER_SECTION.match(line)
             flags = []
             if "kvstore-server" in line:
                 # the flags after the command, its trailing comment included
@@ -290,7 +295,7 @@ def documented_server_flags() -> dict[str, list[str]]:
                 flags += FLAG.findall(after) if in_code else [
                     f for span in re.findall(r"`kvstore-server([^`]*)`", line)
                     for f in FLAG.findall(span)]
-            if not in_code and relative(path) in SERVER_FLAG_DOCS:
+            if not in_code and server_section and relative(path) in SERVER_FLAG_DOCS:
                 flags += INLINE_FLAG.findall(line)
             for flag in flags:
                 found.setdefault(flag, []).append(f"{relative(path)}:{number}")

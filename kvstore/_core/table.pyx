@@ -543,8 +543,12 @@ cdef inline void tp_iter_delete(PairIter* it) noexcept nogil:
 # Random sampling of entries (eviction), like Redis's dictGetSomeKeys: from a
 # random slot, take the entries of consecutive slots in both tables. Not
 # uniform (an entry after a long empty stretch is likelier), which is what
-# Redis accepts for eviction, and cheap: at most 10 slots looked at per entry
-# asked for, never the same slot twice.
+# Redis accepts for eviction. Unlike dictGetSomeKeys it returns exactly
+# min(n, live entries), never the same slot twice: a caller that asked for 5
+# candidates and got 0 would evict nothing and refuse a write it could take.
+# The walk stays cheap because a table is at least 1/TABLE_SHRINK_DIVISOR
+# full (it shrinks otherwise), so the expected number of slots looked at is
+# a small constant per entry asked for, and the worst case is one table.
 
 cdef inline uint64_t tp_random(uint64_t* state) noexcept nogil:
     # xorshift64*: the state must start non-zero.
@@ -566,9 +570,7 @@ cdef Py_ssize_t tp_sample(TablePair* p, Entry** out, Py_ssize_t n, uint64_t* rng
         maxmask = p.old.mask
     if n > <Py_ssize_t>tp_count(p):
         n = <Py_ssize_t>tp_count(p)
-    steps = <size_t>n * 10
-    if steps > maxmask + 1:
-        steps = maxmask + 1
+    steps = maxmask + 1
     i = <size_t>(tp_random(rng) & maxmask)
     while stored < n and steps > 0:
         if i <= p.table.mask:
