@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 
+import kvstore
 from kvstore._address import parse_url
 from kvstore._protocol import DEFAULT_PORT
 from kvstore.errors import KvError
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kvstore-server",
         description="Serve a kvstore engine over the kvstore binary protocol.")
+    parser.add_argument("--version", action="version",
+                        version=f"kvstore-server {kvstore.__version__}")
     parser.add_argument("--bind", default=f"127.0.0.1:{DEFAULT_PORT}", metavar="HOST[:PORT]",
                         help=f"address to listen on (default 127.0.0.1:{DEFAULT_PORT}; "
                              "IPv6 in brackets)")
@@ -71,13 +74,25 @@ async def _serve(server: Server) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, server.close)
     await server.start()
-    print(f"kvstore-server listening on {_host_text(server.host)}:{server.port}", flush=True)
+    _announce(server)
     try:
         await server.serve_forever()
     finally:
         logging.getLogger("kvstore.server").info("shutting down")
         server.close()
         await server.wait_closed()
+
+
+def _announce(server: Server) -> None:
+    # The one "listening" line per endpoint, on stdout for whoever started us
+    # (tests and scripts read the port from the first); the server itself
+    # only logs it at debug level, so it is not said twice.
+    for endpoint, (host, port) in zip(server.endpoints, server.addresses):
+        extra = [] if endpoint is server.endpoints[0] else [endpoint.framing]
+        if endpoint.tls is not None:
+            extra.append("TLS")
+        suffix = f" ({', '.join(extra)})" if extra else ""
+        print(f"kvstore-server listening on {_host_text(host)}:{port}{suffix}", flush=True)
 
 
 def _bind_address(bind: str) -> tuple[str, int]:

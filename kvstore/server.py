@@ -255,7 +255,7 @@ class Server:
         if self.idle_timeout is not None:
             self._idle_sweep()
         for endpoint, (host, port) in zip(self.endpoints, self.addresses):
-            log.info("listening on %s:%d (%s%s)", host, port, endpoint.framing,
+            log.debug("listening on %s:%d (%s%s)", host, port, endpoint.framing,
                      ", TLS" if endpoint.tls is not None else "")
 
     async def serve_forever(self) -> None:
