@@ -11,9 +11,11 @@ import time
 import pytest
 
 import kvstore
+from tests.procs import SERVER_COMMAND
 
-# Server subprocesses (`python -m kvstore`) must import the installed build,
-# like the tests do, not the source folder that is the working directory.
+# Other Python subprocesses (celery workers, scripts) must import the
+# installed build too, not the source folder that is the working directory
+# (3.11+; servers start through tests.procs on every version).
 os.environ["PYTHONSAFEPATH"] = "1"
 
 
@@ -66,7 +68,7 @@ class ServerProcess:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kvstore", "--bind", f"{self.host}:{self.port}",
+            [*SERVER_COMMAND, "--bind", f"{self.host}:{self.port}",
              "--log-level", "warning", *extra_args],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

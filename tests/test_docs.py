@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import pytest
 
 import kvstore
+from tests.procs import SERVER_COMMAND
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -303,9 +304,7 @@ def documented_server_flags() -> dict[str, list[str]]:
 
 
 def server_help() -> str:
-    script = Path(sys.executable).with_name("kvstore-server")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "kvstore"]
-    done = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*SERVER_COMMAND, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

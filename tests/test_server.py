@@ -24,6 +24,7 @@ from kvstore import _codec
 from kvstore._protocol import OP_CAS, OP_GET, OP_INCR, OP_INFO, OP_MGET, OP_MSET, OP_PING, OP_SET
 from kvstore.cli import _size
 from kvstore.errors import InvalidArgumentError, ValueTooLargeError
+from tests.procs import SERVER_COMMAND
 from tests.looputil import guarded_loop, loop  # noqa: F401  (fixture)
 from tests.test_protocol import (
     CAS_FAILED, ERROR, INVALID, NULL, OK, PING, enc, error_of, frame, i64, key, replies, set_frame,
@@ -290,7 +291,7 @@ def test_info_reports_engine_and_server_figures(server, namespace):
 
 def _start(*args: str) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kvstore", "--bind", "127.0.0.1:0", "--log-level", "warning", *args],
+        [*SERVER_COMMAND, "--bind", "127.0.0.1:0", "--log-level", "warning", *args],
         stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert line.startswith("kvstore-server listening on 127.0.0.1:"), line
@@ -358,7 +359,7 @@ def test_idle_timeout_option_closes_idle_connections():
     (["--bind", "127.0.0.1:1/ns"], 2),
 ], ids=["zero-payload", "bad-size", "negative-idle", "bad-port", "namespace"])
 def test_bad_options_exit_2(args, code):
-    done = subprocess.run([sys.executable, "-m", "kvstore", *args], capture_output=True, text=True,
+    done = subprocess.run([*SERVER_COMMAND, *args], capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == code
     assert "kvstore-server" in done.stderr
@@ -369,7 +370,7 @@ def test_an_address_in_use_exits_1():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "kvstore", "--bind", f"127.0.0.1:{port}"],
+        done = subprocess.run([*SERVER_COMMAND, "--bind", f"127.0.0.1:{port}"],
                               capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
