@@ -242,6 +242,34 @@ class KvStoreBackend(KeyValueStoreBackend):
 
     # -- collecting results --------------------------------------------------
 
+    def wait_for(self, task_id, timeout=None, interval=0.5, no_ack=True, on_interval=None):
+        """Poll until the task is ready; ``on_interval`` runs after every read,
+        the read that finds the result ready included.
+
+        ``AsyncResult.get()`` passes its parents' error check as
+        ``on_interval``. Celery's redis backend runs it after each wait for a
+        message, so once the message of a failed chord arrives it still checks
+        the header and raises the header task's own exception. Celery's
+        generic polling returns as soon as the result is ready, skipping that
+        check: whether a failed chord raised the header's exception or the
+        body's ``ChordError`` then depended on which one a poll saw first.
+        A header task's failure is stored before the body's, so checking
+        after the ready read gives the redis behaviour every time.
+        """
+        self._ensure_not_eager()
+        interval = 0.5 if interval is None else interval
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            meta = self.get_task_meta(task_id)
+            if on_interval is not None:
+                on_interval()
+            if meta["status"] in states.READY_STATES:
+                return meta
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise self.TimeoutError("The operation timed out.")
+            time.sleep(interval if deadline is None else min(interval, deadline - now))
+
     def get_many(self, task_ids, timeout=None, interval=0.5, no_ack=True,
                  on_message=None, on_interval=None, max_iterations=None,
                  READY_STATES=states.READY_STATES):
