@@ -32,6 +32,7 @@ __all__ = [
     "Lock",
     "AsyncLock",
     "Server",
+    "cached",
     "KvError",
     "InvalidKeyError",
     "UnsupportedValueError",
@@ -60,10 +61,12 @@ _LAZY = {
     "Lock": "kvstore.lock",
     "AsyncLock": "kvstore.lock",
     "Server": "kvstore.server",
+    "cached": "kvstore.caching",
 }
 
 if TYPE_CHECKING:
     from kvstore.aio import AsyncClient
+    from kvstore.caching import cached
     from kvstore.client import Client
     from kvstore.lock import AsyncLock, Lock
     from kvstore.pool import AsyncPool, Pool

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import kvstore
-from kvstore.cached import CacheInfo, cached
+from kvstore.caching import CacheInfo, cached
 from tests.looputil import loop  # noqa: F401  (fixture)
 
 BURSTS = 10
@@ -339,3 +339,10 @@ def test_async_client_and_pool_memoize_with_the_servers_lock(server, namespace, 
 
 def _default_key_of(function, *args):
     return f"{function.__module__}.{function.__qualname__}{args!r}"
+
+
+def test_the_package_exports_the_decorator_even_after_its_module_is_imported():
+    # A submodule named like the function would shadow it on the package
+    # (importing kvstore.X sets kvstore.X to the module).
+    import kvstore.caching  # noqa: F401
+    assert kvstore.cached is cached and "cached" in kvstore.__all__
