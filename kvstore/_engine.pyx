@@ -29,6 +29,7 @@ from kvstore._codec cimport (
     kv_load_u64, kv_store_u64, rd_i64, rd_init, rd_raw, rd_u8, rd_u32,
 )
 
+import collections.abc as _abc
 import os as _os
 import threading as _threading
 import weakref as _weakref
@@ -775,6 +776,33 @@ def _scan_keys(KeySpace space, object pattern, Py_ssize_t count):
             return
 
 
+# What the mapping interface returns for "no entry": a stored None is a value.
+cdef object _ABSENT = object()
+
+
+class _ValuesView(_abc.ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        for _, value in _scan_items(self._mapping):
+            yield value
+
+
+class _ItemsView(_abc.ItemsView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return _scan_items(self._mapping)
+
+
+def _scan_items(KeySpace space):
+    # A key the scan returned may be gone by the time it is read: skip it.
+    for key in space.scan_iter(count=256):
+        value = space.get(key, _ABSENT)
+        if value is not _ABSENT:
+            yield key, value
+
+
 def _glob_match(pattern, key):
     """Test helper: (does the glob pattern match key, steps of work taken)."""
     cdef bytes p = bytes(pattern)
@@ -1174,6 +1202,87 @@ cdef class KeySpace:
         """Iterate over scan() steps: every key present throughout at least once."""
         return _scan_keys(self, scan_pattern(match), scan_count(count))
 
+    # -- the mapping interface (issue 15): what cachetools and cachebox users
+    # write. Every method is built from the single-key and scan calls above,
+    # so each step is as atomic as they are; iteration is the scan's (a key
+    # present throughout is seen, keys come back as bytes, and a key removed
+    # while iterating is skipped, never a KeyError).
+
+    def __getitem__(self, key):
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key, value):
+        self.set(key, value)
+
+    def __delitem__(self, key):
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def __iter__(self):
+        return self.scan_iter()
+
+    def keys(self):
+        """A view of the live keys (bytes), iterated by scan."""
+        return _abc.KeysView(self)
+
+    def values(self):
+        """A view of the values of the live keys, iterated by scan."""
+        return _ValuesView(self)
+
+    def items(self):
+        """A view of (key, value) pairs of the live keys, iterated by scan."""
+        return _ItemsView(self)
+
+    def pop(self, key, default=_ABSENT):
+        """Remove key and return its value (one atomic getdel); default, or
+        KeyError without one, when missing."""
+        value = self.getdel(key, _ABSENT)
+        if value is _ABSENT:
+            if default is _ABSENT:
+                raise KeyError(key)
+            return default
+        return value
+
+    def popitem(self):
+        """Remove and return some (key, value) pair; KeyError when empty."""
+        for key in self.scan_iter():
+            value = self.getdel(key, _ABSENT)
+            if value is not _ABSENT:
+                return key, value
+        raise KeyError("popitem(): the key space is empty")
+
+    def clear(self):
+        """Remove every key (of this namespace, for a view): flush()."""
+        self.flush()
+
+    def update(self, other=(), /, **kwargs):
+        """Store every pair of a mapping or iterable of pairs, then of
+        kwargs; each batch all or nothing, like mset (no TTL)."""
+        self.mset(other)
+        if kwargs:
+            self.mset(kwargs)
+
+    def setdefault(self, key, default=None):
+        """The value at key; when missing, store default first (no TTL)."""
+        return self.get_or_set(key, lambda: default)
+
+    def get_or_set(self, key, factory, ttl=None):
+        """The value at key; when missing, store factory() (with ttl) and
+        return it. factory runs outside the engine, so another caller may
+        store first: then its value is returned and factory's is dropped
+        (kvstore.cached adds single-flight on top when the work is costly)."""
+        while True:
+            value = self.get(key, _ABSENT)
+            if value is not _ABSENT:
+                return value
+            value = factory()
+            if self.setnx(key, value, ttl):
+                return value
+            # Someone stored first; read theirs (it may expire or go again).
+
     def __len__(self):
         """Live keys (in this namespace); never counts an expired key."""
         self._core.begin()
@@ -1353,3 +1462,8 @@ cdef class Namespace(KeySpace):
 
     def __repr__(self):
         return f"<kvstore.Namespace {self._prefix[:len(self._prefix) - 1]!r}>"
+
+
+# Engine and its namespace views are mappings (issue 15): isinstance checks
+# and code written against collections.abc accept them.
+_abc.MutableMapping.register(KeySpace)
