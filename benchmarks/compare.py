@@ -243,6 +243,38 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
 
     ttl_cache = missing.attempt("cachetools", build_ttl_cache)
 
+    # The Rust-extension caches (issue 15): cachebox's SwissTable behind a
+    # mutex (TTLCache, and VTTLCache with a TTL per key) and moka-py (TinyLFU).
+    # Each holds every key with the same long TTL, as "kvstore (ttl)" does.
+    def build_cachebox(kind):
+        def build():
+            module = require("cachebox", kind)
+            cache = module(0, LONG_TTL_S) if kind == "TTLCache" else module(0)
+            for k, v in data.items():
+                if kind == "TTLCache":
+                    cache[k] = v
+                else:
+                    cache.insert(k, v, LONG_TTL_S)
+            return cache
+        return build
+
+    def build_moka():
+        cache = require("moka_py", "Moka")(2 * s.store_keys, ttl=LONG_TTL_S)
+        for k, v in data.items():
+            cache.set(k, v)
+        return cache
+
+    def build_engine_ttl():
+        store = require("kvstore", "Engine")()
+        store.mset(zip(keys, values), ttl=LONG_TTL_S)
+        settle(store)
+        return store
+
+    cachebox_ttl = missing.attempt("cachebox", build_cachebox("TTLCache"))
+    cachebox_vttl = missing.attempt("cachebox", build_cachebox("VTTLCache"))
+    moka = missing.attempt("moka-py", build_moka)
+    engine_ttl = missing.attempt("kvstore Engine", build_engine_ttl)
+
     hot = hot_sample(keys, s.hot_keys)
     passes = max(1, s.ops // len(hot))
     uniform = uniform_order(keys)[:s.ops]
@@ -255,7 +287,22 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
     n_batches = len(batches)
 
     stores = [("kvstore", SUBJECT, engine, "kvstore Engine"), ("dict", ANCHOR, data, None),
-              ("TTLCache", ANCHOR, ttl_cache, "cachetools")]
+              ("TTLCache", ANCHOR, ttl_cache, "cachetools"),
+              ("cachebox.TTLCache", ANCHOR, cachebox_ttl, "cachebox"),
+              ("cachebox.VTTLCache", ANCHOR, cachebox_vttl, "cachebox"),
+              ("moka-py", ANCHOR, moka, "moka-py"),
+              ("kvstore (ttl)", REFERENCE, engine_ttl, "kvstore Engine")]
+
+    def putter(store):
+        # How each store is written in the set rows: kvstore and moka-py by
+        # set() (kvstore (ttl) with its TTL), VTTLCache by insert() with a TTL.
+        if store is engine_ttl:
+            return lambda k, v: store.set(k, v, LONG_TTL_S)
+        if store is cachebox_vttl:
+            return lambda k, v: store.insert(k, v, LONG_TTL_S)
+        if store is engine or store is moka:
+            return store.set
+        return store.__setitem__
 
     def getters(keys_, passes_):
         count = len(keys_) * passes_
@@ -268,8 +315,7 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
         count = len(pairs) * passes_
         return [missing.contender(
             name, role, store,
-            lambda st=store: per_unit(_set_loop(st.set if st is engine else st.__setitem__, pairs, passes_),
-                                      count, 1e9),
+            lambda st=store: per_unit(_set_loop(putter(st), pairs, passes_), count, 1e9),
             piece) for name, role, store, piece in stores]
 
     mget_row = [
@@ -866,6 +912,7 @@ def machine_info(commit: str) -> dict[str, str]:
         "redis-py / hiredis": f"{_version('redis')} / {_version('hiredis')}",
         "pymemcache": _version("pymemcache"),
         "cachetools": _version("cachetools"),
+        "cachebox / moka-py": f"{_version('cachebox')} / {_version('moka-py')}",
         "uvloop": _version("uvloop"),
     }
 
@@ -913,6 +960,8 @@ PIECES = {
     "redis": ("redis-server",),
     "memcached": ("memcached",),
     "cachetools": ("cachetools",),
+    "cachebox": ("cachebox",),
+    "moka-py": ("moka-py",),
 }
 NETWORK_PIECES = frozenset({"kvstore-server", "redis-server", "memcached"})
 _HINTS = {
@@ -922,6 +971,8 @@ _HINTS = {
                     "pip install '.[bench]'",
     "memcached": "needs memcached on PATH and pymemcache: apt-get install memcached; pip install '.[bench]'",
     "cachetools": "pip install '.[bench]'",
+    "cachebox": "pip install '.[bench]'",
+    "moka-py": "pip install '.[bench]'",
 }
 
 
