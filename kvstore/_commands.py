@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Union
 
 from kvstore._address import Address, parse_url
 from kvstore._protocol import (
@@ -32,21 +32,28 @@ from kvstore._protocol import (
     OP_CAS,
     OP_DECR,
     OP_DEL,
+    OP_DELETE_IF_EQUAL,
     OP_EXISTS,
     OP_EXPIRE,
     OP_FLUSH,
     OP_GET,
+    OP_GETDEL,
+    OP_GETSET,
     OP_INCR,
     OP_INFO,
     OP_MDEL,
     OP_MEXISTS,
     OP_MGET,
     OP_MSET,
+    OP_PERSIST,
     OP_PING,
+    OP_SCAN,
     OP_SET,
     OP_SETNX,
     OP_TTL,
     RequestWriter,
+    batch_keys,
+    batch_pairs,
 )
 from kvstore.errors import InvalidArgumentError, KvConnectionError, KvTimeoutError, ValueTooLargeError
 
@@ -89,10 +96,6 @@ def nothing(parts: list[None]) -> None:
     return None
 
 
-def _as_sequence(items: Iterable) -> list | tuple:
-    return items if isinstance(items, (list, tuple)) else list(items)
-
-
 class ClientBase:
     """What Client and AsyncClient share besides the methods: options, the
     request writer, and the hooks each client implements:
@@ -102,7 +105,7 @@ class ClientBase:
     ``connected`` property; and ``_lock_class`` (Lock or AsyncLock).
     """
 
-    __slots__ = ("address", "timeout", "connect_timeout", "_writer", "_closed")
+    __slots__ = ("address", "timeout", "connect_timeout", "max_payload", "_writer", "_closed")
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -111,11 +114,8 @@ class ClientBase:
         self.timeout = check_timeout("timeout", timeout)
         self.connect_timeout = check_timeout("connect_timeout", connect_timeout)
         self._writer = RequestWriter(self.address.prefix, max_payload)
+        self.max_payload = max_payload
         self._closed = False
-
-    @property
-    def namespace(self) -> str:
-        return self.address.namespace
 
     # -- what each client provides -------------------------------------------
 
@@ -127,13 +127,22 @@ class ClientBase:
         raise NotImplementedError
 
     def _call(self, op: int, retry: bool, missing: Any = None) -> Any:
-        raise NotImplementedError
+        return self._send(self._writer.take(), op, retry, missing)
 
     def _call_frames(self, op: int, retry: bool, count: int, combine: Callable) -> Any:
+        return self._send_frames(self._writer.take(), op, retry, count, combine)
+
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
+        """Send one encoded frame of ``op``; its answer (``missing`` for NULL)."""
+        raise NotImplementedError
+
+    def _send_frames(self, data: bytes, op: int, retry: bool, count: int,
+                     combine: Callable) -> Any:
+        """Send ``count`` encoded frames of ``op``; their answers combined."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        namespace = f"/{self.namespace}" if self.namespace else ""
+        namespace = f"/{self.address.namespace}" if self.address.namespace else ""
         state = "closed" if self._closed else "connected" if self.connected else "idle"
         return f"<{type(self).__name__} {self.address}{namespace} {state}>"
 
@@ -203,25 +212,53 @@ class Commands(ClientBase):
         self._writer.ttl(key)
         return self._call(OP_TTL, READ)
 
+    def persist(self, key: Key) -> bool:
+        """Drop the expiry of ``key``; True when it exists and had one."""
+        self._writer.persist(key)
+        return self._call(OP_PERSIST, WRITE)
+
+    def getdel(self, key: Key, default: Any = None) -> Any:
+        """Remove ``key`` and return the value it held (``default`` when missing)."""
+        self._writer.getdel(key)
+        return self._call(OP_GETDEL, WRITE, default)
+
+    def getset(self, key: Key, value: Any, ttl: float | None = None) -> Any:
+        """Store ``value`` at ``key``; the value it held before, or None."""
+        self._writer.getset(key, value, ttl)
+        return self._call(OP_GETSET, WRITE)
+
+    def delete_if_equal(self, key: Key, expected: Any) -> bool:
+        """Remove ``key`` only if it holds exactly ``expected`` (compare-and-delete,
+        one atomic step); True when removed."""
+        self._writer.delete_if_equal(key, expected)
+        return self._call(OP_DELETE_IF_EQUAL, WRITE)
+
+    def scan(self, cursor: int = 0, match: str | bytes | None = None,
+             count: int = 100) -> tuple[int, list[bytes]]:
+        """One step of a scan of this namespace: ``(next_cursor, keys)``, keys as
+        bytes without the namespace prefix; next_cursor 0 when done (as Engine.scan)."""
+        self._writer.scan(cursor, match, count)
+        return self._call(OP_SCAN, READ)
+
     def mget(self, keys: Iterable[Key]) -> list:
         """The values of ``keys`` in order, None where missing."""
-        return self._batch(OP_MGET, READ, self._writer.mget, _as_sequence(keys), concat)
+        return self._batch(OP_MGET, READ, self._writer.mget, batch_keys(keys), concat)
 
     def mset(self, mapping: Mapping | Iterable[tuple], ttl: float | None = None) -> None:
         """Store every (key, value) pair, all-or-nothing. Every key and value
         is checked before anything is sent; a batch over 65,535 pairs (or over
         the frame size limit) goes as several frames, each all-or-nothing on
-        its own but not atomic together."""
-        pairs = list(mapping.items()) if isinstance(mapping, Mapping) else _as_sequence(mapping)
-        return self._batch(OP_MSET, WRITE, self._writer.mset, pairs, nothing, ttl)
+        its own but not atomic together. ``mapping``: anything with
+        ``.items()`` or an iterable of pairs (Engine.mset's rule)."""
+        return self._batch(OP_MSET, WRITE, self._writer.mset, batch_pairs(mapping), nothing, ttl)
 
     def mdel(self, keys: Iterable[Key]) -> int:
         """Remove ``keys``; how many existed."""
-        return self._batch(OP_MDEL, WRITE, self._writer.mdel, _as_sequence(keys), total)
+        return self._batch(OP_MDEL, WRITE, self._writer.mdel, batch_keys(keys), total)
 
     def mexists(self, keys: Iterable[Key]) -> list[bool]:
         """Whether each of ``keys`` holds a value."""
-        return self._batch(OP_MEXISTS, READ, self._writer.mexists, _as_sequence(keys), concat)
+        return self._batch(OP_MEXISTS, READ, self._writer.mexists, batch_keys(keys), concat)
 
     def flush(self) -> int:
         """Remove every key of this client's namespace (every key without
@@ -257,7 +294,9 @@ class Commands(ClientBase):
 
     def _encode_frames(self, encode: Callable, items: list | tuple, args: tuple) -> int:
         """Encode ``items`` as few frames as the key-count and payload limits
-        allow; the number of frames. Nothing stays in the writer on error."""
+        allow; the number of frames. Nothing of them stays in the writer on
+        error (what a pipeline queued before stays)."""
+        mark = len(self._writer)
         if len(items) <= MAX_BATCH_KEYS:
             try:
                 encode(items, *args)
@@ -282,7 +321,7 @@ class Commands(ClientBase):
                 start += len(chunk)
                 frames += 1
         except BaseException:
-            self._writer.take()
+            self._writer.truncate(mark)
             raise
         return frames
 
@@ -324,6 +363,22 @@ class AsyncCommands(ClientBase):
     async def ttl(self, key: Key) -> float | None:
         raise NotImplementedError
 
+    async def persist(self, key: Key) -> bool:
+        raise NotImplementedError
+
+    async def getdel(self, key: Key, default: Any = None) -> Any:
+        raise NotImplementedError
+
+    async def getset(self, key: Key, value: Any, ttl: float | None = None) -> Any:
+        raise NotImplementedError
+
+    async def delete_if_equal(self, key: Key, expected: Any) -> bool:
+        raise NotImplementedError
+
+    async def scan(self, cursor: int = 0, match: str | bytes | None = None,
+                   count: int = 100) -> tuple[int, list[bytes]]:
+        raise NotImplementedError
+
     async def mget(self, keys: Iterable[Key]) -> list:
         raise NotImplementedError
 
@@ -348,6 +403,161 @@ class AsyncCommands(ClientBase):
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
              poll_interval: float = 0.05) -> Any:
         raise NotImplementedError
+
+
+# -- what is built on the request methods: counting, iterating, views ---------
+
+# Keys per SCAN step when counting: the server's largest step.
+_COUNT_STEP = 1000
+
+
+def _scan_name(name: object) -> str:
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgumentError(f"namespace name {name!r} is not UTF-8") from None
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"namespace name must be str or bytes, not {type(name).__name__}")
+    if not name:
+        raise InvalidArgumentError("namespace name must not be empty")
+    return name
+
+
+class SyncExtras:
+    """Engine's container habits over the network, for Client, its views and
+    Pool: ``len()`` and ``count()`` walk the namespace with SCAN (one round
+    trip per 1,000 keys, distinct keys counted: exact on a quiet store, not
+    atomic while others write), ``in`` is exists(), a client is always true
+    (``bool`` does not count), scan_iter() iterates scan() steps."""
+
+    __slots__ = ()
+
+    def count(self) -> int:
+        """Live keys of this namespace (every key without one), by SCAN."""
+        seen: set[bytes] = set()
+        cursor = 0
+        while True:
+            cursor, keys = self.scan(cursor, None, _COUNT_STEP)  # type: ignore[attr-defined]
+            seen.update(keys)
+            if not cursor:
+                return len(seen)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self.exists(key))  # type: ignore[attr-defined]
+
+    def __bool__(self) -> bool:
+        return True
+
+    def scan_iter(self, match: str | bytes | None = None, count: int = 100) -> Iterator[bytes]:
+        """Every key of the namespace present throughout, at least once (as
+        Engine.scan_iter), fetched ``count`` at a time."""
+        cursor = 0
+        while True:
+            cursor, keys = self.scan(cursor, match, count)  # type: ignore[attr-defined]
+            yield from keys
+            if not cursor:
+                return
+
+
+class AsyncExtras:
+    """SyncExtras for AsyncClient, its views and AsyncPool: ``await count()``
+    and ``async for key in scan_iter()``. ``len()`` and ``in`` cannot await,
+    so they raise TypeError naming the coroutine to use instead."""
+
+    __slots__ = ()
+
+    async def count(self) -> int:
+        seen: set[bytes] = set()
+        cursor = 0
+        while True:
+            cursor, keys = await self.scan(cursor, None, _COUNT_STEP)  # type: ignore[attr-defined]
+            seen.update(keys)
+            if not cursor:
+                return len(seen)
+
+    async def scan_iter(self, match: str | bytes | None = None,
+                        count: int = 100) -> AsyncIterator[bytes]:
+        cursor = 0
+        while True:
+            cursor, keys = await self.scan(cursor, match, count)  # type: ignore[attr-defined]
+            for key in keys:
+                yield key
+            if not cursor:
+                return
+
+    def __len__(self) -> int:
+        raise TypeError(f"len() cannot wait for the server: use `await {type(self).__name__}.count()`")
+
+    def __contains__(self, key: object) -> bool:
+        raise TypeError(f"`in` cannot wait for the server: use `await {type(self).__name__}.exists(key)`")
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def nested(namespace: str, name: str | bytes) -> str:
+    """The namespace ``name`` nested under ``namespace`` (Engine.namespace's rule)."""
+    name = _scan_name(name)
+    return f"{namespace}:{name}" if namespace else name
+
+
+class View(Commands):
+    """``client.namespace(name)``: the client's methods on the keys of
+    ``name`` nested under the client's namespace, over the client's own
+    connection (a view has no connection and no close() of its own)."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: Any, namespace: str) -> None:
+        self._owner = owner
+        self.address = owner.address._replace(namespace=namespace)
+        self.timeout = owner.timeout
+        self.connect_timeout = owner.connect_timeout
+        self.max_payload = owner.max_payload
+        self._writer = RequestWriter(self.address.prefix, owner.max_payload)
+        self._closed = False
+
+    @property
+    def _lock_class(self) -> Any:  # type: ignore[override]
+        return self._owner._lock_class
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._owner.connected)
+
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
+        return self._owner._send(data, op, retry, missing)
+
+    def _send_frames(self, data: bytes, op: int, retry: bool, count: int,
+                     combine: Callable) -> Any:
+        return self._owner._send_frames(data, op, retry, count, combine)
+
+    def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None) -> Any:
+        return self._owner._pipeline(data, ops, retry, defaults)
+
+    def namespace(self, name: str | bytes) -> Any:
+        """A view of ``name`` nested under this one, on the same connection."""
+        return type(self)(self._owner, nested(self.address.namespace, name))
+
+    def pipeline(self) -> Any:
+        """A pipeline of this view's namespace, executed on the owner's connection."""
+        return self._owner._pipeline_class(self)
+
+
+class SyncView(SyncExtras, View):
+    """A namespace view of a Client."""
+
+    __slots__ = ()
+
+
+class AsyncView(AsyncExtras, View):
+    """A namespace view of an AsyncClient (its methods are coroutines)."""
+
+    __slots__ = ()
 
 
 # What the pools forward: every public request method (lock() is the pools' own).

@@ -24,10 +24,18 @@ import collections
 from typing import TYPE_CHECKING, Any, Coroutine
 
 from kvstore._address import Address
-from kvstore._commands import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, may_retry
+from kvstore._commands import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    AsyncExtras,
+    AsyncView,
+    may_retry,
+    nested,
+)
 from kvstore._protocol import DEFAULT_MAX_PAYLOAD, MISSING, NEED_MORE, ReplyReader
 from kvstore.errors import KvConnectionError, KvError, KvTimeoutError, ProtocolError
 from kvstore.lock import AsyncLock
+from kvstore.pipeline import AsyncPipeline
 
 __all__ = ["AsyncClient"]
 
@@ -35,6 +43,20 @@ if TYPE_CHECKING:   # type checkers see the methods as coroutines (see AsyncComm
     from kvstore._commands import AsyncCommands as _Methods
 else:
     from kvstore._commands import Commands as _Methods
+
+
+class _Batch:
+    """A pipeline waiting in the FIFO: its frames' op codes, the answers read
+    so far (ReplyReader.read_batch fills them in), and its future."""
+
+    __slots__ = ("ops", "defaults", "results", "errors", "future")
+
+    def __init__(self, ops: bytes, defaults: dict | None, future: asyncio.Future) -> None:
+        self.ops = ops
+        self.defaults = defaults
+        self.results: list = []
+        self.errors = 0
+        self.future = future
 
 
 class _Connection(asyncio.Protocol):
@@ -45,7 +67,8 @@ class _Connection(asyncio.Protocol):
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
         self._reader = ReplyReader()
-        self._pending: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+        # (op, future) of a call, or the _Batch of a pipeline
+        self._pending: collections.deque[Any] = collections.deque()
         self._transport: asyncio.Transport = None  # type: ignore[assignment]  # until connection_made
         self._timer: asyncio.TimerHandle | None = None
         self._progress_at = 0.0       # loop time of the last byte in, or of the first wait
@@ -67,7 +90,20 @@ class _Connection(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         while pending:
-            op, future = pending[0]
+            entry = pending[0]
+            if type(entry) is _Batch:
+                try:
+                    entry.errors += reader.read_batch(entry.ops, entry.results, entry.defaults)
+                except ProtocolError as exc:
+                    self._fail(exc)
+                    return
+                if len(entry.results) < len(entry.ops):
+                    return
+                pending.popleft()
+                if not entry.future.done():   # a cancelled pipeline's replies are dropped
+                    entry.future.set_result((entry.results, entry.errors))
+                continue
+            op, future = entry
             try:
                 result = reader.read(op)
             except ProtocolError as exc:
@@ -120,6 +156,17 @@ class _Connection(asyncio.Protocol):
         self._transport.write(data)
         return futures
 
+    def request_batch(self, data: bytes, ops: bytes, defaults: dict | None) -> asyncio.Future:
+        """Write a pipeline's frames at once; the future of (answers, errors)."""
+        if self.failure is not None:
+            raise self._unusable()
+        future = self._loop.create_future()
+        if not self._pending:
+            self._start_waiting()
+        self._pending.append(_Batch(ops, defaults, future))
+        self._transport.write(data)
+        return future
+
     def close(self, reason: str) -> None:
         self._fail(KvConnectionError(f"{reason} ({self._address})"), abort=False)
 
@@ -152,7 +199,8 @@ class _Connection(asyncio.Protocol):
         if self.failure is None:
             self.failure = exc
         pending, self._pending = self._pending, collections.deque()
-        for _, future in pending:
+        for entry in pending:
+            future = entry.future if type(entry) is _Batch else entry[1]
             if not future.done():
                 future.set_exception(exc)
                 kind = KvTimeoutError if isinstance(exc, KvTimeoutError) else KvConnectionError
@@ -165,7 +213,7 @@ class _Connection(asyncio.Protocol):
                 transport.close()
 
 
-class AsyncClient(_Methods):
+class AsyncClient(AsyncExtras, _Methods):
     """An asyncio client with the Engine API: every method is a coroutine
     (see kvstore._commands for the methods), plus ping(), info(), lock(),
     close() and ``async with``. Many concurrent calls may share one client.
@@ -219,6 +267,18 @@ class AsyncClient(_Methods):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def namespace(self, name: str | bytes) -> AsyncView:
+        """A view of the keys of ``name`` (nested under this client's
+        namespace, as Engine.namespace) over this client's connection; its
+        methods are coroutines."""
+        return AsyncView(self, nested(self.address.namespace, name))
+
+    def pipeline(self) -> AsyncPipeline:
+        """Calls queued and sent in one write by ``await execute()`` (kvstore.pipeline)."""
+        return AsyncPipeline(self)
+
+    _pipeline_class = AsyncPipeline
+
     # -- I/O -------------------------------------------------------------
 
     # _call and _call_frames take the request bytes out of the writer at once,
@@ -232,6 +292,22 @@ class AsyncClient(_Methods):
     def _call_frames(self, op: int, retry: bool, count: int,
                      combine: Any) -> Coroutine[Any, Any, Any]:
         return self._round_trips(self._writer.take(), op, retry, count, combine)
+
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Coroutine[Any, Any, Any]:
+        return self._round_trip(data, op, retry, missing)
+
+    def _send_frames(self, data: bytes, op: int, retry: bool, count: int,
+                     combine: Any) -> Coroutine[Any, Any, Any]:
+        return self._round_trips(data, op, retry, count, combine)
+
+    async def _pipeline(self, data: bytes, ops: bytes, retry: bool,
+                        defaults: dict | None) -> tuple[list, int]:
+        try:
+            return await (await self._connection()).request_batch(data, ops, defaults)
+        except KvConnectionError as exc:
+            if not may_retry(retry, exc):
+                raise
+            return await (await self._connection()).request_batch(data, ops, defaults)
 
     async def _round_trip(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
         conn = self._conn

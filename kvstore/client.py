@@ -18,28 +18,50 @@ working) and opens its own.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
+import time
 import weakref
 from typing import Any
 
-from kvstore._commands import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Commands, may_retry
+from kvstore._commands import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Commands,
+    SyncExtras,
+    SyncView,
+    may_retry,
+    nested,
+)
 from kvstore._protocol import DEFAULT_MAX_PAYLOAD, MISSING, NEED_MORE, ReplyReader
 from kvstore.errors import KvConnectionError, KvError, KvTimeoutError, ProtocolError
 from kvstore.lock import Lock
+from kvstore.pipeline import Pipeline
 
 __all__ = ["Client"]
 
 # Below glibc's mmap threshold, so each recv's buffer is a cheap allocation.
 RECV_BYTES = 65536
 
-_PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
+# A connection idle this long (seconds) is polled before its next request;
+# back-to-back calls skip the syscall (see Client._check_idle).
+PROBE_AFTER = 0.001
+
+# A pipeline goes in parts of at most this many bytes, each sent after the
+# replies to the one before were read: a part always fits the kernel's socket
+# buffers (the server's receive buffer alone is larger), so neither side can
+# block the other however large the replies.
+PART_BYTES = 65536
+
+# op u8 + payload length u32 (docs/protocol.md)
+HEADER_BYTES = 5
 
 # Every Client with an open socket, for the fork handler below.
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
-class Client(Commands):
+class Client(SyncExtras, Commands):
     """A blocking client with the Engine API (see kvstore._commands for the
     methods), plus ping(), info(), lock(), close() and ``with``.
 
@@ -49,7 +71,7 @@ class Client(Commands):
     before anything is sent.
     """
 
-    __slots__ = ("_reader", "_sock", "__weakref__")
+    __slots__ = ("_reader", "_sock", "_poller", "_idle_since", "__weakref__")
     _lock_class = Lock
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
@@ -59,6 +81,8 @@ class Client(Commands):
                          max_payload=max_payload)
         self._reader: Any = None   # the ReplyReader of the open connection
         self._sock: socket.socket | None = None
+        self._poller: Any = None   # select.poll of the open connection
+        self._idle_since = 0.0     # monotonic time of the last complete exchange
 
     @classmethod
     def connect(cls, url: str, **options: Any) -> Client:
@@ -83,25 +107,68 @@ class Client(Commands):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def namespace(self, name: str | bytes) -> SyncView:
+        """A view of the keys of ``name`` (nested under this client's
+        namespace, as Engine.namespace) over this client's connection."""
+        return SyncView(self, nested(self.address.namespace, name))
+
+    def pipeline(self) -> Pipeline:
+        """Calls queued and sent in one write by ``execute()`` (kvstore.pipeline)."""
+        return Pipeline(self)
+
+    _pipeline_class = Pipeline
+
     # -- I/O -------------------------------------------------------------
 
     def _call(self, op: int, retry: bool, missing: Any = None) -> Any:
-        result = self._request(op, retry, 1)
+        result = self._request(self._writer.take(), op, retry, 1)
         return missing if result is MISSING else result
 
-    def _call_frames(self, op: int, retry: bool, count: int, combine: Any) -> Any:
-        return combine(self._request(op, retry, count))
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
+        result = self._request(data, op, retry, 1)
+        return missing if result is MISSING else result
 
-    def _request(self, op: int, retry: bool, count: int) -> Any:
-        data = self._writer.take()
-        if not retry and self._sock is not None and _peer_left(self._sock):
-            self._drop()
+    def _send_frames(self, data: bytes, op: int, retry: bool, count: int, combine: Any) -> Any:
+        return combine(self._request(data, op, retry, count))
+
+    def _request(self, data: bytes, op: int, retry: bool, count: int) -> Any:
+        self._check_idle()
         try:
             return self._exchange(data, op, count)
         except KvConnectionError as exc:
             if not may_retry(retry, exc):
                 raise
             return self._exchange(data, op, count)
+
+    def _pipeline(self, data: bytes, ops: bytes, retry: bool,
+                  defaults: dict | None) -> tuple[list, int]:
+        """Send a pipeline's frames; (answers in place, error replies among them)."""
+        self._check_idle()
+        try:
+            return self._exchange_batch(data, ops, defaults)
+        except KvConnectionError as exc:
+            if not may_retry(retry, exc):
+                raise
+            return self._exchange_batch(data, ops, defaults)
+
+    def _check_idle(self) -> None:
+        """The rule for bytes nobody asked for (a stray frame from a broken
+        server or proxy) and for a server that closed an idle connection,
+        without a syscall on back-to-back calls: after a reply, any byte
+        left in the reader is stray (checked in _settle); before a request
+        on a connection idle for PROBE_AFTER or more, a zero-timeout poll
+        (which holds for a TLS socket too, unlike recv(MSG_PEEK)) finds
+        either, and the request goes on a fresh connection instead."""
+        sock = self._sock
+        if sock is not None and time.monotonic() - self._idle_since >= PROBE_AFTER:
+            if self._poller.poll(0):
+                self._drop()
+
+    def _settle(self) -> None:
+        # The exchange is complete: nothing else may have arrived.
+        self._idle_since = time.monotonic()
+        if len(self._reader):
+            raise ProtocolError(f"{self.address} sent bytes nobody asked for")
 
     def _exchange(self, data: bytes, op: int, count: int) -> Any:
         """Send ``data`` and read ``count`` replies to ``op``: the answer, or
@@ -110,7 +177,15 @@ class Client(Commands):
         try:
             sock.sendall(data)
             if count == 1:
-                return self._read(sock, op)
+                try:
+                    result = self._read(sock, op)
+                except ProtocolError:
+                    raise
+                except KvError:
+                    self._settle()   # an error reply is a whole exchange too
+                    raise
+                self._settle()
+                return result
             results = []
             first_error = None
             for _ in range(count):
@@ -122,6 +197,7 @@ class Client(Commands):
                     raise
                 except KvError as exc:
                     first_error = first_error or exc
+            self._settle()
             if first_error is not None:
                 raise first_error
             return results
@@ -137,6 +213,35 @@ class Client(Commands):
         except BaseException:
             # Interrupted half-way (KeyboardInterrupt, MemoryError): replies
             # may still be on their way, so this connection cannot be reused.
+            self._drop()
+            raise
+
+    def _exchange_batch(self, data: bytes, ops: bytes, defaults: dict | None) -> tuple[list, int]:
+        sock = self._sock or self._open()
+        reader = self._reader
+        results: list = []
+        errors = 0
+        try:
+            start = 0
+            for end, frames in _parts(data, len(ops)):
+                # One part in flight at a time: the server stops reading while
+                # its replies are not read, so a part must fit the socket
+                # buffers whatever its replies are (see PART_BYTES).
+                sock.sendall(data[start:end] if start or end < len(data) else data)
+                start = end
+                while len(results) < frames:
+                    chunk = sock.recv(RECV_BYTES)
+                    if not chunk:
+                        raise ConnectionResetError("the server closed the connection")
+                    reader.feed(chunk)
+                    errors += reader.read_batch(ops, results, defaults)
+            self._settle()
+            return results, errors
+        except OSError as exc:
+            self._drop()
+            raise self._connection_error(exc) from exc
+        except BaseException:
+            # A ProtocolError, or interrupted half-way: out of step.
             self._drop()
             raise
 
@@ -171,11 +276,14 @@ class Client(Commands):
             raise
         self._sock = sock
         self._reader = ReplyReader()
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
+        self._idle_since = time.monotonic()
         _open_clients.add(self)
         return sock
 
     def _drop(self) -> None:
-        sock, self._sock, self._reader = self._sock, None, None
+        sock, self._sock, self._reader, self._poller = self._sock, None, None, None
         if sock is not None:
             _open_clients.discard(self)
             sock.close()
@@ -186,16 +294,23 @@ class Client(Commands):
         return KvConnectionError(f"connection to {self.address} failed: {_reason(exc)}")
 
 
-def _peer_left(sock: socket.socket) -> bool:
-    """Whether the idle connection was closed by the server (or carries bytes
-    nobody asked for): then a write goes on a fresh one instead of failing."""
-    try:
-        sock.recv(1, _PEEK_FLAGS)
-        return True
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+def _parts(data: bytes, count: int) -> list[tuple[int, int]]:
+    """A pipeline's bytes cut at frame boundaries into parts of at most
+    PART_BYTES (or one frame, when a frame is larger): (end offset, frames
+    up to there) for each part."""
+    if len(data) <= PART_BYTES:
+        return [(len(data), count)]
+    parts = []
+    pos = part_start = frames = 0
+    while pos < len(data):
+        end = pos + HEADER_BYTES + int.from_bytes(data[pos + 1:pos + HEADER_BYTES], "big")
+        if end - part_start > PART_BYTES and pos > part_start:
+            parts.append((pos, frames))
+            part_start = pos
+        pos = end
+        frames += 1
+    parts.append((len(data), frames))
+    return parts
 
 
 def _set_io_timeout(sock: socket.socket, seconds: float) -> None:

@@ -11,14 +11,17 @@ tiny canned server when the server itself must misbehave.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import select
 import socket
 import threading
+import time
 
 import pytest
 
 import kvstore
+from kvstore._protocol import Processor, RequestWriter
 from kvstore._address import Address, parse_url
 from kvstore._commands import COMMANDS, AsyncCommands, Commands
 from kvstore.errors import (
@@ -50,6 +53,9 @@ PING_FRAME = b"\x08\x00\x00\x00\x00"   # op PING, empty payload (docs/protocol.m
     ("host:1/", ("host", 1, "")),
     ("host/ns:sub", ("host", 16380, "ns:sub")),
     ("host:65535/\u00e9t\u00e9", ("host", 65535, "\u00e9t\u00e9")),
+    ("kvstore://127.0.0.1:1234/celery", ("127.0.0.1", 1234, "celery")),   # Celery's scheme
+    ("KVSTORE://h", ("h", 16380, "")),
+    ("h:1/ns@x", ("h", 1, "ns@x")),   # an @ in the namespace is no credential
 ])
 def test_url_parsing(url, expected):
     assert parse_url(url) == Address(*expected)
@@ -67,6 +73,16 @@ def test_bad_url_raises_invalid_argument(url):
         kvstore.Client(url)
     with pytest.raises(InvalidArgumentError):
         kvstore.AsyncClient(url)
+
+
+@pytest.mark.parametrize("url", [
+    "kv://user:s3cret@host:1/ns", "kvstore://:s3cret@host", "s3cret@host", "redis://u:s3cret@h",
+])
+def test_credentials_in_a_url_are_refused_and_never_echoed(url):
+    for make in (parse_url, kvstore.Client, kvstore.AsyncClient, kvstore.Pool):
+        with pytest.raises(InvalidArgumentError) as caught:
+            make(url)
+        assert "s3cret" not in str(caught.value) and "***@" in str(caught.value)
 
 
 def test_address_and_prefix():
@@ -227,6 +243,9 @@ def test_write_after_the_server_closed_an_idle_connection_uses_a_fresh_one(
         # Wait for the close to reach our socket (an event, not a sleep).
         readable, _, _ = select.select([client._sock], [], [], 5)
         assert readable
+        # The client looks for a close only on a connection idle for
+        # PROBE_AFTER (so back-to-back calls make no extra syscall).
+        time.sleep(kvstore.client.PROBE_AFTER)
         assert client.incr("n") == 1
         assert proxy.accepted == 2
     finally:
@@ -288,6 +307,101 @@ def test_async_unparsable_reply_raises_protocol_error_and_drops_the_connection(l
         loop.run_until_complete(scenario())
     finally:
         canned.close()
+
+
+def _reply_to_get(value):
+    engine = kvstore.Engine()
+    engine.set("k", value)
+    writer = RequestWriter()
+    writer.get("k")
+    return Processor(engine).feed(writer.take())
+
+
+class StrayServer:
+    """Answers every request chunk with ``reply``; on its first connection
+    also sends ``stray``, a frame nobody asked for, ``delay`` seconds after
+    the first reply."""
+
+    def __init__(self, reply: bytes, stray: bytes, delay: float) -> None:
+        self.reply, self.stray, self.delay = reply, stray, delay
+        self.accepted = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._answer, args=(conn, self.accepted == 1),
+                             daemon=True).start()
+
+    def _answer(self, conn: socket.socket, first: bool) -> None:
+        with conn, contextlib.suppress(OSError):   # the client may drop the connection
+            while conn.recv(65536):
+                conn.sendall(self.reply)
+                if first:
+                    first = False
+                    time.sleep(self.delay)
+                    conn.sendall(self.stray)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def stray_client(delay: float):
+    """A Client of a StrayServer whose stray frame follows the first reply
+    after ``delay`` seconds."""
+    server = StrayServer(_reply_to_get("mine"), _reply_to_get("stray"), delay)
+    client = kvstore.Client(server.address)
+    try:
+        yield server, client
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_stray_frame_beside_a_reply_raises_instead_of_shifting_answers():
+    # Which of the two frames answers the request cannot be told: refuse both.
+    with stray_client(0) as (server, client):
+        try:
+            answer = client.get("k")
+        except ProtocolError:
+            assert not client.connected
+        else:
+            # The stray frame came in a later segment than the reply: it is
+            # found before the next request, which goes on a new connection.
+            assert answer == "mine"
+        if client.connected:
+            select.select([client._sock], [], [], 5)
+        time.sleep(kvstore.client.PROBE_AFTER)
+        assert client.get("k") == "mine"
+        assert server.accepted == 2
+
+
+def test_a_stray_frame_on_an_idle_connection_is_never_read_as_an_answer():
+    with stray_client(0.05) as (server, client):
+        assert client.get("k") == "mine"
+        readable, _, _ = select.select([client._sock], [], [], 5)   # the stray frame is here
+        assert readable
+        time.sleep(kvstore.client.PROBE_AFTER)
+        for _ in range(3):
+            assert client.get("k") == "mine"
+        assert server.accepted == 2
+
+
+def test_bool_of_a_client_does_no_io_and_async_len_names_count():
+    assert kvstore.Client("127.0.0.1:1")   # nothing listens there: bool() made no call
+    client = kvstore.AsyncClient("127.0.0.1:1")
+    assert client
+    with pytest.raises(TypeError, match="count"):
+        len(client)
+    with pytest.raises(TypeError, match="exists"):
+        "k" in client
 
 
 # ---------------------------------------------------------------- AsyncClient

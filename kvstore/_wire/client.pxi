@@ -58,6 +58,13 @@ cdef class RequestWriter:
             self.buf.clear()
         return data
 
+    def truncate(self, Py_ssize_t length):
+        """Drop what was appended after the first ``length`` bytes (a
+        pipeline undoing the frames of a batch that failed half-way)."""
+        if not 0 <= length <= self.buf._length:
+            raise InvalidArgumentError(f"cannot truncate {self.buf._length} bytes to {length}")
+        self.buf._length = length
+
     # -- frame plumbing ------------------------------------------------------
 
     cdef Py_ssize_t _open(self, uint8_t op) except -1:
@@ -426,3 +433,69 @@ cdef class ReplyReader:
         elif status == ST_CAS_FAILED and length == 0 and reply == REPLY_CAS:
             return False
         return _UNEXPECTED
+
+    # -- pipelines (issue 9) ---------------------------------------------------
+
+    def read_batch(self, bytes ops not None, list results not None, dict defaults=None):
+        """Decode the buffered replies to ``ops[len(results):]`` (one op code per
+        byte) onto ``results``; how many of them were error replies. An error
+        reply is put in place as its KvError; a MISSING answer becomes
+        ``defaults.get(index)`` (None without one). Stops at the first reply not
+        fully received: the caller feeds more and calls again until
+        ``len(results) == len(ops)``. A reply that cannot be parsed raises
+        ProtocolError (drop the connection)."""
+        cdef WriteBuffer buf = self.buf
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(ops)
+        cdef const unsigned char* op_codes = <const unsigned char*>PyBytes_AS_STRING(ops)
+        cdef Py_ssize_t i = len(results)
+        cdef Py_ssize_t available
+        cdef Py_ssize_t errors = 0
+        cdef const char* frame
+        cdef uint32_t length
+        cdef int row
+        cdef uint8_t op, status
+        while i < n:
+            op = op_codes[i]
+            row = _row_of_op(op)
+            if row == CMD_UNKNOWN:
+                raise InvalidArgumentError(f"unknown op {op}")
+            available = buf._length - self.pos
+            if available < HEADER_BYTES:
+                break
+            frame = buf._buf + self.pos
+            length = kv_load_u32(frame + 1)
+            if length > available - HEADER_BYTES:
+                break
+            self.pos += HEADER_BYTES + length
+            status = <uint8_t>frame[0]
+            if status == ST_ERROR or status == ST_INVALID:
+                # Put in place, not raised: the pipeline's caller decides.
+                result = _error_from(frame + HEADER_BYTES, length)
+                errors += 1
+            else:
+                result = self._decode(_SPECS[row].reply, status, frame + HEADER_BYTES, length)
+                if result is _UNEXPECTED:
+                    raise ProtocolError(
+                        f"unexpected reply to {_op_name(op)}: status 0x{status:02x} with "
+                        f"{length} payload bytes")
+                if result is _MISSING:
+                    result = None if defaults is None else defaults.get(i)
+            results.append(result)
+            i += 1
+        return errors
+
+
+# -- pipelines and the batch-argument rule (issue 9, client half) ------------
+
+def batch_keys(keys):
+    """``keys`` as a list, by the rule Engine and RequestWriter apply: any
+    iterable of keys, but a str or bytes (one key) is refused with
+    InvalidArgumentError instead of read as one key per character."""
+    return key_list(keys)
+
+
+def batch_pairs(items):
+    """``items`` as a list of (key, value) tuples, by dict.update's rule as
+    Engine.mset applies it: an object with ``.items()``, else an iterable of
+    pairs; a str or bytes is refused."""
+    return item_list(items)
