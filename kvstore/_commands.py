@@ -83,6 +83,23 @@ def check_timeout(name: str, value: object) -> float:
     return float(value)
 
 
+# Twice the server's default request limit: any value a default server takes
+# comes back, with room for batches, while a broken or hostile server cannot
+# make the client buffer gigabytes. Raise it for larger values or batches.
+DEFAULT_MAX_REPLY = 2 * DEFAULT_MAX_PAYLOAD
+
+
+def reply_limit(max_reply: object) -> int:
+    """The ``max_reply`` option: bytes of payload a reply may declare before
+    the client refuses it from its header (ReplyTooLargeError); None:
+    DEFAULT_MAX_REPLY."""
+    if max_reply is None:
+        return DEFAULT_MAX_REPLY
+    if isinstance(max_reply, bool) or not isinstance(max_reply, int) or max_reply < 1:
+        raise InvalidArgumentError(f"max_reply must be a positive int (bytes), not {max_reply!r}")
+    return max_reply
+
+
 # How the answers of a batch split into several frames combine.
 def concat(parts: list[list]) -> list:
     return [item for part in parts for item in part]
@@ -105,16 +122,18 @@ class ClientBase:
     ``connected`` property; and ``_lock_class`` (Lock or AsyncLock).
     """
 
-    __slots__ = ("address", "timeout", "connect_timeout", "max_payload", "_writer", "_closed")
+    __slots__ = ("address", "timeout", "connect_timeout", "max_payload", "max_reply", "_writer",
+                 "_closed")
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, max_reply: int | None = None) -> None:
         self.address: Address = parse_url(url)
         self.timeout = check_timeout("timeout", timeout)
         self.connect_timeout = check_timeout("connect_timeout", connect_timeout)
         self._writer = RequestWriter(self.address.prefix, max_payload)
         self.max_payload = max_payload
+        self.max_reply = reply_limit(max_reply)
         self._closed = False
 
     # -- what each client provides -------------------------------------------

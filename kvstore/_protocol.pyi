@@ -201,9 +201,11 @@ class RequestWriter:
 
 @final
 class ReplyReader:
-    """Replies of one connection, decoded one at a time."""
+    """Replies of one connection, decoded one at a time. A reply whose header
+    declares more than ``max_reply`` payload bytes (None: no limit) raises
+    ReplyTooLargeError before any of it is buffered."""
 
-    def __init__(self) -> None: ...
+    def __init__(self, max_reply: int | None = None) -> None: ...
     def feed(self, data: bytes | bytearray | memoryview) -> None: ...
     def read(self, op: int) -> Any:
         """The next reply decoded as the answer to ``op``:

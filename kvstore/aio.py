@@ -8,10 +8,11 @@ reader task, no per-call timer.
 
 - A cancelled call stays in the FIFO: its reply is still read and dropped, so
   it never shifts the answers of later calls.
-- Timeout: one timer per connection fires when requests have been waiting
-  ``timeout`` seconds without a byte arriving (the asyncio form of the
-  sync client's per-read timeout). Then every waiting call fails with
-  KvTimeoutError and the connection is closed.
+- Timeout: a call has one deadline, ``timeout`` seconds after it was
+  written, however its reply trickles in. One timer per connection watches
+  the oldest waiting call (replies come in order, so it is the one due
+  first); when it is overdue every waiting call fails with KvTimeoutError
+  and the connection is closed.
 - A lost connection, a timeout or a ProtocolError fail every waiting call and
   close the connection; the next call opens a new one. Reads are sent again
   once after a connection error, writes are not (see _commands).
@@ -49,9 +50,11 @@ class _Batch:
     """A pipeline waiting in the FIFO: its frames' op codes, the answers read
     so far (ReplyReader.read_batch fills them in), and its future."""
 
-    __slots__ = ("ops", "defaults", "results", "errors", "future")
+    __slots__ = ("ops", "defaults", "results", "errors", "future", "started")
 
-    def __init__(self, ops: bytes, defaults: dict | None, future: asyncio.Future) -> None:
+    def __init__(self, ops: bytes, defaults: dict | None, future: asyncio.Future,
+                 started: float) -> None:
+        self.started = started   # loop time it was written: its deadline's start
         self.ops = ops
         self.defaults = defaults
         self.results: list = []
@@ -62,16 +65,15 @@ class _Batch:
 class _Connection(asyncio.Protocol):
     """One connection: the FIFO of waiting calls and the reply reader."""
 
-    def __init__(self, address: Address, timeout: float) -> None:
+    def __init__(self, address: Address, timeout: float, max_reply: int | None = None) -> None:
         self._address = address
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
-        self._reader = ReplyReader()
-        # (op, future) of a call, or the _Batch of a pipeline
+        self._reader = ReplyReader(max_reply)
+        # (op, future, loop time written) of a call, or the _Batch of a pipeline
         self._pending: collections.deque[Any] = collections.deque()
         self._transport: asyncio.Transport = None  # type: ignore[assignment]  # until connection_made
         self._timer: asyncio.TimerHandle | None = None
-        self._progress_at = 0.0       # loop time of the last byte in, or of the first wait
         self.failure: KvError | None = None   # set once the connection is unusable
         self.closed = self._loop.create_future()
 
@@ -86,7 +88,6 @@ class _Connection(asyncio.Protocol):
         if not pending:
             self._fail(ProtocolError(f"{self._address} sent bytes nobody asked for"))
             return
-        self._progress_at = self._loop.time()
         reader = self._reader
         reader.feed(data)
         while pending:
@@ -103,7 +104,7 @@ class _Connection(asyncio.Protocol):
                 if not entry.future.done():   # a cancelled pipeline's replies are dropped
                     entry.future.set_result((entry.results, entry.errors))
                 continue
-            op, future = entry
+            op, future, _ = entry
             try:
                 result = reader.read(op)
             except ProtocolError as exc:
@@ -139,9 +140,9 @@ class _Connection(asyncio.Protocol):
         if self.failure is not None:
             raise self._unusable()
         future = self._loop.create_future()
-        if not self._pending:
-            self._start_waiting()
-        self._pending.append((op, future))
+        now = self._loop.time()
+        self._start_waiting(now)
+        self._pending.append((op, future, now))
         self._transport.write(data)
         return future
 
@@ -150,9 +151,9 @@ class _Connection(asyncio.Protocol):
         if self.failure is not None:
             raise self._unusable()
         futures = [self._loop.create_future() for _ in range(count)]
-        if not self._pending:
-            self._start_waiting()
-        self._pending.extend((op, future) for future in futures)
+        now = self._loop.time()
+        self._start_waiting(now)
+        self._pending.extend((op, future, now) for future in futures)
         self._transport.write(data)
         return futures
 
@@ -161,9 +162,9 @@ class _Connection(asyncio.Protocol):
         if self.failure is not None:
             raise self._unusable()
         future = self._loop.create_future()
-        if not self._pending:
-            self._start_waiting()
-        self._pending.append(_Batch(ops, defaults, future))
+        now = self._loop.time()
+        self._start_waiting(now)
+        self._pending.append(_Batch(ops, defaults, future, now))
         self._transport.write(data)
         return future
 
@@ -173,21 +174,20 @@ class _Connection(asyncio.Protocol):
     def _unusable(self) -> KvConnectionError:
         return KvConnectionError(f"connection to {self._address} is closed: {self.failure}")
 
-    def _start_waiting(self) -> None:
+    def _start_waiting(self, now: float) -> None:
         # Invariant: while calls wait, a timer is armed (or the connection failed).
-        self._progress_at = self._loop.time()
         if self._timer is None:
-            self._timer = self._loop.call_at(self._progress_at + self._timeout,
-                                             self._check_progress)
+            self._timer = self._loop.call_at(now + self._timeout, self._check_progress)
 
     def _check_progress(self) -> None:
         self._timer = None
         if not self._pending or self.failure is not None:
             return
-        deadline = self._progress_at + self._timeout
+        front = self._pending[0]
+        deadline = (front.started if type(front) is _Batch else front[2]) + self._timeout
         if self._loop.time() >= deadline:
             self._fail(KvTimeoutError(
-                f"no reply from {self._address} within {self._timeout:g}s"))
+                f"no whole reply from {self._address} within {self._timeout:g}s"))
         else:
             self._timer = self._loop.call_at(deadline, self._check_progress)
 
@@ -228,9 +228,9 @@ class AsyncClient(AsyncExtras, _Methods):
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, max_reply: int | None = None) -> None:
         super().__init__(url, timeout=timeout, connect_timeout=connect_timeout,
-                         max_payload=max_payload)
+                         max_payload=max_payload, max_reply=max_reply)
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future | None = None
 
@@ -360,7 +360,7 @@ class AsyncClient(AsyncExtras, _Methods):
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(address, self.timeout),
+                loop.create_connection(lambda: _Connection(address, self.timeout, self.max_reply),
                                        address.host, address.port),
                 self.connect_timeout)
         except asyncio.TimeoutError as exc:

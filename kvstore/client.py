@@ -2,8 +2,10 @@
 
 A call encodes its request (kvstore._commands), sends it with one
 ``sendall`` and reads until the compiled ``ReplyReader`` has the whole reply.
-The socket has TCP_NODELAY, a connect timeout and a per-read timeout, both a
-few seconds by default, so no call hangs forever.
+The socket has TCP_NODELAY, a connect timeout and a per-call deadline (the
+whole reply within ``timeout``), both a few seconds by default, so no call
+hangs forever, and a reply larger than ``max_reply`` is refused from its
+header before it is buffered.
 
 The connection is opened on first use and again after it broke: any
 connection error, timeout, ProtocolError, or an exception such as
@@ -48,6 +50,10 @@ RECV_BYTES = 65536
 # back-to-back calls skip the syscall (see Client._check_idle).
 PROBE_AFTER = 0.001
 
+# A wait may end this much (seconds) past the call's deadline rather than
+# cost a setsockopt on every call (see Client._more).
+DEADLINE_SLACK = 0.001
+
 # A pipeline goes in parts of at most this many bytes, each sent after the
 # replies to the one before were read: a part always fits the kernel's socket
 # buffers (the server's receive buffer alone is larger), so neither side can
@@ -66,23 +72,29 @@ class Client(SyncExtras, Commands):
     methods), plus ping(), info(), lock(), close() and ``with``.
 
     ``Client(url)`` connects on first use; ``Client.connect(url)`` at once.
-    ``timeout`` bounds each wait for the server, ``connect_timeout`` each
+    ``timeout`` bounds each call, from its request to its whole reply (one
+    deadline however the reply trickles in), ``connect_timeout`` each
     connect (seconds); ``max_payload`` is the server's frame limit, checked
-    before anything is sent.
+    before anything is sent; ``max_reply`` the largest reply payload taken
+    (default 128 MiB, twice the server's default request limit), refused from its header with
+    ReplyTooLargeError before anything is buffered.
     """
 
-    __slots__ = ("_reader", "_sock", "_poller", "_idle_since", "__weakref__")
+    __slots__ = ("_reader", "_sock", "_poller", "_idle_since", "_deadline", "_io_timeout",
+                 "__weakref__")
     _lock_class = Lock
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, max_reply: int | None = None) -> None:
         super().__init__(url, timeout=timeout, connect_timeout=connect_timeout,
-                         max_payload=max_payload)
+                         max_payload=max_payload, max_reply=max_reply)
         self._reader: Any = None   # the ReplyReader of the open connection
         self._sock: socket.socket | None = None
         self._poller: Any = None   # select.poll of the open connection
-        self._idle_since = 0.0     # monotonic time of the last complete exchange
+        self._idle_since = 0.0     # monotonic time the last request began
+        self._deadline = 0.0       # monotonic time the current call must be answered by
+        self._io_timeout = 0.0     # the socket's SO_RCVTIMEO now (shortened near a deadline)
 
     @classmethod
     def connect(cls, url: str, **options: Any) -> Client:
@@ -132,7 +144,13 @@ class Client(SyncExtras, Commands):
         return combine(self._request(data, op, retry, count))
 
     def _request(self, data: bytes, op: int, retry: bool, count: int) -> Any:
-        self._check_idle()
+        # _check_idle(), inline: this is every call's path.
+        now = time.monotonic()
+        self._deadline = now + self.timeout
+        if self._sock is not None and now - self._idle_since >= PROBE_AFTER:
+            if self._poller.poll(0):
+                self._drop()
+        self._idle_since = now
         try:
             return self._exchange(data, op, count)
         except KvConnectionError as exc:
@@ -156,17 +174,23 @@ class Client(SyncExtras, Commands):
         server or proxy) and for a server that closed an idle connection,
         without a syscall on back-to-back calls: after a reply, any byte
         left in the reader is stray (checked in _settle); before a request
-        on a connection idle for PROBE_AFTER or more, a zero-timeout poll
-        (which holds for a TLS socket too, unlike recv(MSG_PEEK)) finds
-        either, and the request goes on a fresh connection instead."""
-        sock = self._sock
-        if sock is not None and time.monotonic() - self._idle_since >= PROBE_AFTER:
+        PROBE_AFTER or more after the previous one began, a zero-timeout
+        poll (which holds for a TLS socket too, unlike recv(MSG_PEEK)) finds
+        either, and the request goes on a fresh connection instead. Also
+        starts the call's deadline (see _more; a read resent after a
+        connection error gets one more first wait of up to ``timeout``)."""
+        now = time.monotonic()
+        self._deadline = now + self.timeout
+        if self._sock is not None and now - self._idle_since >= PROBE_AFTER:
             if self._poller.poll(0):
                 self._drop()
+        self._idle_since = now
 
     def _settle(self) -> None:
         # The exchange is complete: nothing else may have arrived.
-        self._idle_since = time.monotonic()
+        if self._io_timeout != self.timeout and self._sock is not None:
+            _set_io_timeout(self._sock, self.timeout)
+            self._io_timeout = self.timeout
         if len(self._reader):
             raise ProtocolError(f"{self.address} sent bytes nobody asked for")
 
@@ -184,7 +208,9 @@ class Client(SyncExtras, Commands):
                 except KvError:
                     self._settle()   # an error reply is a whole exchange too
                     raise
-                self._settle()
+                # _settle(), inline on the hot path
+                if len(self._reader) or self._io_timeout != self.timeout:
+                    self._settle()
                 return result
             results = []
             first_error = None
@@ -230,10 +256,7 @@ class Client(SyncExtras, Commands):
                 sock.sendall(data[start:end] if start or end < len(data) else data)
                 start = end
                 while len(results) < frames:
-                    chunk = sock.recv(RECV_BYTES)
-                    if not chunk:
-                        raise ConnectionResetError("the server closed the connection")
-                    reader.feed(chunk)
+                    self._more(sock)
                     errors += reader.read_batch(ops, results, defaults)
             self._settle()
             return results, errors
@@ -248,13 +271,34 @@ class Client(SyncExtras, Commands):
     def _read(self, sock: socket.socket, op: int) -> Any:
         reader = self._reader
         result = reader.read(op)
-        while result is NEED_MORE:
+        if result is NEED_MORE:
+            # The first wait needs no deadline check: the socket's timeout
+            # is the call's whole timeout (restored by _settle).
             chunk = sock.recv(RECV_BYTES)
             if not chunk:
                 raise ConnectionResetError("the server closed the connection")
             reader.feed(chunk)
             result = reader.read(op)
+            while result is NEED_MORE:
+                self._more(sock)
+                result = reader.read(op)
         return result
+
+    def _more(self, sock: socket.socket) -> None:
+        """Feed the reader the next bytes, within the call's deadline. The
+        socket's own timeout (the call's whole timeout) bounds the first
+        wait; a later one, only when a reply comes in pieces, is shortened
+        to what is left, so a trickling reply cannot stretch the call."""
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        if remaining < self._io_timeout - DEADLINE_SLACK:
+            _set_io_timeout(sock, remaining)
+            self._io_timeout = remaining
+        chunk = sock.recv(RECV_BYTES)
+        if not chunk:
+            raise ConnectionResetError("the server closed the connection")
+        self._reader.feed(chunk)
 
     def _open(self) -> socket.socket:
         if self._closed:
@@ -271,11 +315,12 @@ class Client(SyncExtras, Commands):
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _set_io_timeout(sock, self.timeout)
+            self._io_timeout = self.timeout
         except BaseException:
             sock.close()
             raise
         self._sock = sock
-        self._reader = ReplyReader()
+        self._reader = ReplyReader(self.max_reply)
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
         self._idle_since = time.monotonic()
@@ -290,7 +335,7 @@ class Client(SyncExtras, Commands):
 
     def _connection_error(self, exc: OSError) -> KvConnectionError:
         if isinstance(exc, (TimeoutError, BlockingIOError)):
-            return KvTimeoutError(f"no reply from {self.address} within {self.timeout:g}s")
+            return KvTimeoutError(f"no whole reply from {self.address} within {self.timeout:g}s")
         return KvConnectionError(f"connection to {self.address} failed: {_reason(exc)}")
 
 

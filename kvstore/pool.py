@@ -55,6 +55,7 @@ class PoolOptions(TypedDict, total=False):
     socket_timeout: float
     connect_timeout: float
     max_payload: int
+    max_reply: int | None
 
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class _PoolBase:
     def __init__(self, url: str, *, max_size: int = 10, timeout: float = 5.0,
                  socket_timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, max_reply: int | None = None) -> None:
         self.address = parse_url(url)
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
             raise InvalidArgumentError(f"max_size must be an int >= 1, not {max_size!r}")
@@ -85,7 +86,7 @@ class _PoolBase:
         self.timeout = check_timeout("timeout", timeout)
         self._url = url
         self._client_options: dict[str, Any] = {"timeout": socket_timeout, "connect_timeout": connect_timeout,
-                                "max_payload": max_payload}
+                                "max_payload": max_payload, "max_reply": max_reply}
         # What a pipeline of the pool encodes by (kvstore.pipeline).
         self.max_payload = max_payload
         self.connect_timeout = connect_timeout
@@ -148,8 +149,9 @@ class Pool(SyncExtras, _PoolBase, _Methods):
     """A thread-safe pool of :class:`kvstore.Client` connections to ``url``.
 
     ``max_size`` connections at most; ``timeout`` seconds to wait for one to
-    be free. ``socket_timeout``, ``connect_timeout`` and ``max_payload`` are
-    each Client's ``timeout``, ``connect_timeout`` and ``max_payload``.
+    be free. ``socket_timeout``, ``connect_timeout``, ``max_payload`` and
+    ``max_reply`` are each Client's ``timeout``, ``connect_timeout``,
+    ``max_payload`` and ``max_reply``.
     """
 
     _client_class = Client

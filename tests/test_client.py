@@ -29,6 +29,7 @@ from kvstore.errors import (
     KvConnectionError,
     KvTimeoutError,
     ProtocolError,
+    ReplyTooLargeError,
     UnsupportedValueError,
     ValueTooLargeError,
     WrongTypeError,
@@ -317,16 +318,20 @@ def _reply_to_get(value):
     return Processor(engine).feed(writer.take())
 
 
-class StrayServer:
-    """Answers every request chunk with ``reply``; on its first connection
-    also sends ``stray``, a frame nobody asked for, ``delay`` seconds after
-    the first reply."""
+class ScriptedServer:
+    """Answers every request chunk with ``reply``, sent in pieces of
+    ``piece`` bytes ``pause`` seconds apart (a trickling server). With
+    ``stray``, its first connection also sends that frame, one nobody asked
+    for, ``delay`` seconds after the first reply."""
 
-    def __init__(self, reply: bytes, stray: bytes, delay: float) -> None:
-        self.reply, self.stray, self.delay = reply, stray, delay
+    def __init__(self, reply: bytes, piece: int = 1 << 30, pause: float = 0.0,
+                 stray: bytes = b"", delay: float = 0.0) -> None:
+        self.reply, self.piece, self.pause = reply, piece, pause
+        self.stray, self.delay = stray, delay
         self.accepted = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self._stop = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -342,21 +347,25 @@ class StrayServer:
     def _answer(self, conn: socket.socket, first: bool) -> None:
         with conn, contextlib.suppress(OSError):   # the client may drop the connection
             while conn.recv(65536):
-                conn.sendall(self.reply)
-                if first:
+                for i in range(0, len(self.reply), self.piece):
+                    if self._stop.wait(self.pause):
+                        return
+                    conn.sendall(self.reply[i:i + self.piece])
+                if first and self.stray:
                     first = False
                     time.sleep(self.delay)
                     conn.sendall(self.stray)
 
     def close(self) -> None:
+        self._stop.set()
         self.listener.close()
 
 
 @contextlib.contextmanager
 def stray_client(delay: float):
-    """A Client of a StrayServer whose stray frame follows the first reply
+    """A Client of a ScriptedServer whose stray frame follows the first reply
     after ``delay`` seconds."""
-    server = StrayServer(_reply_to_get("mine"), _reply_to_get("stray"), delay)
+    server = ScriptedServer(_reply_to_get("mine"), stray=_reply_to_get("stray"), delay=delay)
     client = kvstore.Client(server.address)
     try:
         yield server, client
@@ -402,6 +411,58 @@ def test_bool_of_a_client_does_no_io_and_async_len_names_count():
         len(client)
     with pytest.raises(TypeError, match="exists"):
         "k" in client
+
+
+@pytest.fixture
+def trickling():
+    # A correct GET reply of 40 bytes, one byte every 50 ms: 2 s in all, while
+    # no single wait for a byte comes near the clients' 0.3 s timeout.
+    server = ScriptedServer(_reply_to_get("v" * 30), piece=1, pause=0.05)
+    yield server
+    server.close()
+
+
+def test_a_trickled_reply_cannot_stretch_a_call_past_its_timeout(connect, trickling):
+    client = connect(trickling.address, timeout=0.3)
+    with pytest.raises(KvTimeoutError, match=trickling.address):
+        client.get("k")
+
+
+def test_a_trickled_pipeline_cannot_stretch_past_its_timeout(trickling):
+    with kvstore.Client(trickling.address, timeout=0.3) as client:
+        p = client.pipeline()
+        p.get("k")
+        with pytest.raises(KvTimeoutError):
+            p.execute()
+
+
+def test_a_reply_over_max_reply_is_refused_from_its_header(connect):
+    # A reply declaring 256 MiB, of which 1 MiB arrives: refused at once, the
+    # connection dropped, and the client never buffers more than it received.
+    header = b"\x00" + (256 << 20).to_bytes(4, "big")
+    server = ScriptedServer(header + b"\x05" + (256 << 20).to_bytes(4, "big") + b"x" * (1 << 20))
+    try:
+        client = connect(server.address, max_reply=1 << 20)
+        with pytest.raises(ReplyTooLargeError, match="max_reply"):
+            client.get("k")
+        assert not client.connected
+    finally:
+        server.close()
+
+
+def test_the_default_reply_limit_takes_any_default_sized_value(connect, server, namespace):
+    client = connect(server.url(namespace))
+    assert client.max_reply == 2 * kvstore._protocol.DEFAULT_MAX_PAYLOAD
+    client.set("big", b"x" * (8 << 20))
+    assert len(client.get("big")) == 8 << 20
+    client.delete("big")
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "1", True], ids=repr)
+def test_max_reply_must_be_a_positive_int(value):
+    for client_class in (kvstore.Client, kvstore.AsyncClient, kvstore.Pool):
+        with pytest.raises(InvalidArgumentError):
+            client_class("127.0.0.1", max_reply=value)
 
 
 # ---------------------------------------------------------------- AsyncClient

@@ -310,6 +310,13 @@ cdef object _scan_reply(Reader* rd):
     return (cursor, keys)
 
 
+cdef int _refuse_reply(int op, uint32_t length, Py_ssize_t limit) except -1:
+    # From the header alone: nothing of the reply is kept or allocated.
+    raise _errors.ReplyTooLargeError(
+        f"reply to {_op_name(op)} declares {length} payload bytes, over this client's "
+        f"max_reply of {limit} bytes")
+
+
 @cython.final
 cdef class ReplyReader:
     """Replies of one connection. ``feed()`` the bytes received, ``read(op)``
@@ -318,6 +325,15 @@ cdef class ReplyReader:
     def __cinit__(self):
         self.buf = WriteBuffer.new()
         self.pos = 0
+        self.max_reply = U32_MAX
+
+    def __init__(self, max_reply=None):
+        # None: any size the 32-bit length can declare.
+        if max_reply is not None:
+            if isinstance(max_reply, bool) or not isinstance(max_reply, int) or max_reply < 0:
+                raise InvalidArgumentError(
+                    f"max_reply must be an int >= 0 (bytes), not {max_reply!r}")
+            self.max_reply = min(max_reply, U32_MAX)
 
     def __len__(self):
         return self.buf._length - self.pos
@@ -356,6 +372,8 @@ cdef class ReplyReader:
             return _NEED_MORE
         frame = buf._buf + self.pos
         length = kv_load_u32(frame + 1)
+        if length > self.max_reply:
+            _refuse_reply(op, length, self.max_reply)
         if length > available - HEADER_BYTES:
             return _NEED_MORE
         # Consumed before decoding: an error reply must not be read twice.
@@ -464,6 +482,8 @@ cdef class ReplyReader:
                 break
             frame = buf._buf + self.pos
             length = kv_load_u32(frame + 1)
+            if length > self.max_reply:
+                _refuse_reply(op, length, self.max_reply)
             if length > available - HEADER_BYTES:
                 break
             self.pos += HEADER_BYTES + length
