@@ -74,6 +74,11 @@ def may_retry(retry: bool, exc: KvConnectionError) -> bool:
     return retry and not isinstance(exc, KvTimeoutError)
 
 
+def call_timeout(value: float | None) -> float | None:
+    """A call's ``timeout=``: None (the client's), or as check_timeout."""
+    return None if value is None else check_timeout("timeout", value)
+
+
 def check_timeout(name: str, value: object) -> float:
     """A timeout option: a positive, finite number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
@@ -145,18 +150,22 @@ class ClientBase:
         """Whether a connection is open (one is opened on demand)."""
         raise NotImplementedError
 
-    def _call(self, op: int, retry: bool, missing: Any = None) -> Any:
-        return self._send(self._writer.take(), op, retry, missing)
+    def _call(self, op: int, retry: bool, missing: Any = None,
+              timeout: float | None = None) -> Any:
+        return self._send(self._writer.take(), op, retry, missing, timeout)
 
-    def _call_frames(self, op: int, retry: bool, count: int, combine: Callable) -> Any:
-        return self._send_frames(self._writer.take(), op, retry, count, combine)
+    def _call_frames(self, op: int, retry: bool, count: int, combine: Callable,
+                     timeout: float | None = None) -> Any:
+        return self._send_frames(self._writer.take(), op, retry, count, combine, timeout)
 
-    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
-        """Send one encoded frame of ``op``; its answer (``missing`` for NULL)."""
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any,
+              timeout: float | None) -> Any:
+        """Send one encoded frame of ``op``; its answer (``missing`` for NULL),
+        within ``timeout`` seconds (None: the client's timeout)."""
         raise NotImplementedError
 
     def _send_frames(self, data: bytes, op: int, retry: bool, count: int,
-                     combine: Callable) -> Any:
+                     combine: Callable, timeout: float | None) -> Any:
         """Send ``count`` encoded frames of ``op``; their answers combined."""
         raise NotImplementedError
 
@@ -178,123 +187,127 @@ class Commands(ClientBase):
 
     __slots__ = ()
 
-    def get(self, key: Key, default: Any = None) -> Any:
+    def get(self, key: Key, default: Any = None, *, timeout: float | None = None) -> Any:
         """The value stored at ``key``, or ``default`` when there is none."""
         self._writer.get(key)
-        return self._call(OP_GET, READ, default)
+        return self._call(OP_GET, READ, default, timeout)
 
-    def set(self, key: Key, value: Any, ttl: float | None = None) -> None:
+    def set(self, key: Key, value: Any, ttl: float | None = None, *, timeout: float | None = None) -> None:
         """Store ``value`` at ``key``, expiring after ``ttl`` seconds (None: never)."""
         self._writer.set(key, value, ttl)
-        return self._call(OP_SET, WRITE)
+        return self._call(OP_SET, WRITE, None, timeout)
 
-    def setnx(self, key: Key, value: Any, ttl: float | None = None) -> bool:
+    def setnx(self, key: Key, value: Any, ttl: float | None = None, *, timeout: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent; True when stored."""
         self._writer.setnx(key, value, ttl)
-        return self._call(OP_SETNX, WRITE)
+        return self._call(OP_SETNX, WRITE, None, timeout)
 
-    def delete(self, key: Key) -> bool:
+    def delete(self, key: Key, *, timeout: float | None = None) -> bool:
         """Remove ``key``; True when it existed."""
         self._writer.delete(key)
-        return self._call(OP_DEL, WRITE)
+        return self._call(OP_DEL, WRITE, None, timeout)
 
-    def exists(self, key: Key) -> bool:
+    def exists(self, key: Key, *, timeout: float | None = None) -> bool:
         """Whether ``key`` holds a value."""
         self._writer.exists(key)
-        return self._call(OP_EXISTS, READ)
+        return self._call(OP_EXISTS, READ, None, timeout)
 
-    def incr(self, key: Key, delta: int = 1) -> int:
+    def incr(self, key: Key, delta: int = 1, *, timeout: float | None = None) -> int:
         """Add ``delta`` to the int at ``key`` (missing: 0) and return the result.
         Never resent after a connection error: it may have been applied."""
         self._writer.incr(key, delta)
-        return self._call(OP_INCR, WRITE)
+        return self._call(OP_INCR, WRITE, None, timeout)
 
-    def decr(self, key: Key, delta: int = 1) -> int:
+    def decr(self, key: Key, delta: int = 1, *, timeout: float | None = None) -> int:
         """Subtract ``delta`` from the int at ``key`` (missing: 0); the result."""
         self._writer.decr(key, delta)
-        return self._call(OP_DECR, WRITE)
+        return self._call(OP_DECR, WRITE, None, timeout)
 
-    def cas(self, key: Key, expected: Any, new: Any, ttl: float | None = None) -> bool:
+    def cas(self, key: Key, expected: Any, new: Any, ttl: float | None = None, *, timeout: float | None = None) -> bool:
         """Store ``new`` if ``key`` holds exactly ``expected`` (same type and
         encoding); True when swapped."""
         self._writer.cas(key, expected, new, ttl)
-        return self._call(OP_CAS, WRITE)
+        return self._call(OP_CAS, WRITE, None, timeout)
 
-    def expire(self, key: Key, ttl: float) -> bool:
+    def expire(self, key: Key, ttl: float, *, timeout: float | None = None) -> bool:
         """Make ``key`` expire ``ttl`` seconds from now; True when it exists."""
         self._writer.expire(key, ttl)
-        return self._call(OP_EXPIRE, WRITE)
+        return self._call(OP_EXPIRE, WRITE, None, timeout)
 
-    def ttl(self, key: Key) -> float | None:
+    def ttl(self, key: Key, *, timeout: float | None = None) -> float | None:
         """Seconds left before ``key`` expires (ms precision); None when it
         has no expiry or does not exist."""
         self._writer.ttl(key)
-        return self._call(OP_TTL, READ)
+        return self._call(OP_TTL, READ, None, timeout)
 
-    def persist(self, key: Key) -> bool:
+    def persist(self, key: Key, *, timeout: float | None = None) -> bool:
         """Drop the expiry of ``key``; True when it exists and had one."""
         self._writer.persist(key)
-        return self._call(OP_PERSIST, WRITE)
+        return self._call(OP_PERSIST, WRITE, None, timeout)
 
-    def getdel(self, key: Key, default: Any = None) -> Any:
+    def getdel(self, key: Key, default: Any = None, *, timeout: float | None = None) -> Any:
         """Remove ``key`` and return the value it held (``default`` when missing)."""
         self._writer.getdel(key)
-        return self._call(OP_GETDEL, WRITE, default)
+        return self._call(OP_GETDEL, WRITE, default, timeout)
 
-    def getset(self, key: Key, value: Any, ttl: float | None = None) -> Any:
+    def getset(self, key: Key, value: Any, ttl: float | None = None, *, timeout: float | None = None) -> Any:
         """Store ``value`` at ``key``; the value it held before, or None."""
         self._writer.getset(key, value, ttl)
-        return self._call(OP_GETSET, WRITE)
+        return self._call(OP_GETSET, WRITE, None, timeout)
 
-    def delete_if_equal(self, key: Key, expected: Any) -> bool:
+    def delete_if_equal(self, key: Key, expected: Any, *, timeout: float | None = None) -> bool:
         """Remove ``key`` only if it holds exactly ``expected`` (compare-and-delete,
         one atomic step); True when removed."""
         self._writer.delete_if_equal(key, expected)
-        return self._call(OP_DELETE_IF_EQUAL, WRITE)
+        return self._call(OP_DELETE_IF_EQUAL, WRITE, None, timeout)
 
     def scan(self, cursor: int = 0, match: str | bytes | None = None,
-             count: int = 100) -> tuple[int, list[bytes]]:
+             count: int = 100, *, timeout: float | None = None) -> tuple[int, list[bytes]]:
         """One step of a scan of this namespace: ``(next_cursor, keys)``, keys as
         bytes without the namespace prefix; next_cursor 0 when done (as Engine.scan)."""
         self._writer.scan(cursor, match, count)
-        return self._call(OP_SCAN, READ)
+        return self._call(OP_SCAN, READ, None, timeout)
 
-    def mget(self, keys: Iterable[Key]) -> list:
+    def mget(self, keys: Iterable[Key], *, timeout: float | None = None) -> list:
         """The values of ``keys`` in order, None where missing."""
-        return self._batch(OP_MGET, READ, self._writer.mget, batch_keys(keys), concat)
+        return self._batch(OP_MGET, READ, self._writer.mget, batch_keys(keys), concat,
+                           timeout=timeout)
 
-    def mset(self, mapping: Mapping | Iterable[tuple], ttl: float | None = None) -> None:
+    def mset(self, mapping: Mapping | Iterable[tuple], ttl: float | None = None, *, timeout: float | None = None) -> None:
         """Store every (key, value) pair, all-or-nothing. Every key and value
         is checked before anything is sent; a batch over 65,535 pairs (or over
         the frame size limit) goes as several frames, each all-or-nothing on
         its own but not atomic together. ``mapping``: anything with
         ``.items()`` or an iterable of pairs (Engine.mset's rule)."""
-        return self._batch(OP_MSET, WRITE, self._writer.mset, batch_pairs(mapping), nothing, ttl)
+        return self._batch(OP_MSET, WRITE, self._writer.mset, batch_pairs(mapping), nothing, ttl,
+                           timeout=timeout)
 
-    def mdel(self, keys: Iterable[Key]) -> int:
+    def mdel(self, keys: Iterable[Key], *, timeout: float | None = None) -> int:
         """Remove ``keys``; how many existed."""
-        return self._batch(OP_MDEL, WRITE, self._writer.mdel, batch_keys(keys), total)
+        return self._batch(OP_MDEL, WRITE, self._writer.mdel, batch_keys(keys), total,
+                           timeout=timeout)
 
-    def mexists(self, keys: Iterable[Key]) -> list[bool]:
+    def mexists(self, keys: Iterable[Key], *, timeout: float | None = None) -> list[bool]:
         """Whether each of ``keys`` holds a value."""
-        return self._batch(OP_MEXISTS, READ, self._writer.mexists, batch_keys(keys), concat)
+        return self._batch(OP_MEXISTS, READ, self._writer.mexists, batch_keys(keys), concat,
+                           timeout=timeout)
 
-    def flush(self) -> int:
+    def flush(self, *, timeout: float | None = None) -> int:
         """Remove every key of this client's namespace (every key without
         one); how many were removed."""
         self._writer.flush()
-        return self._call(OP_FLUSH, WRITE)
+        return self._call(OP_FLUSH, WRITE, None, timeout)
 
-    def ping(self) -> bool:
+    def ping(self, *, timeout: float | None = None) -> bool:
         """A round trip to the server; True."""
         self._writer.ping()
-        return self._call(OP_PING, READ)
+        return self._call(OP_PING, READ, None, timeout)
 
-    def info(self) -> dict:
+    def info(self, *, timeout: float | None = None) -> dict:
         """The engine's ``info()`` plus server figures (uptime, connections,
         calls per command, bytes in and out)."""
         self._writer.info()
-        return self._call(OP_INFO, READ)
+        return self._call(OP_INFO, READ, None, timeout)
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
              poll_interval: float = 0.05) -> Any:
@@ -305,11 +318,11 @@ class Commands(ClientBase):
     # -- batches ---------------------------------------------------------
 
     def _batch(self, op: int, retry: bool, encode: Callable, items: list | tuple,
-               combine: Callable, *args: Any) -> Any:
+               combine: Callable, *args: Any, timeout: float | None = None) -> Any:
         frames = self._encode_frames(encode, items, args)
         if frames == 1:
-            return self._call(op, retry)
-        return self._call_frames(op, retry, frames, combine)
+            return self._call(op, retry, None, timeout)
+        return self._call_frames(op, retry, frames, combine, timeout)
 
     def _encode_frames(self, encode: Callable, items: list | tuple, args: tuple) -> int:
         """Encode ``items`` as few frames as the key-count and payload limits
@@ -352,71 +365,71 @@ class AsyncCommands(ClientBase):
 
     __slots__ = ()
 
-    async def get(self, key: Key, default: Any = None) -> Any:
+    async def get(self, key: Key, default: Any = None, *, timeout: float | None = None) -> Any:
         raise NotImplementedError
 
-    async def set(self, key: Key, value: Any, ttl: float | None = None) -> None:
+    async def set(self, key: Key, value: Any, ttl: float | None = None, *, timeout: float | None = None) -> None:
         raise NotImplementedError
 
-    async def setnx(self, key: Key, value: Any, ttl: float | None = None) -> bool:
+    async def setnx(self, key: Key, value: Any, ttl: float | None = None, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
-    async def delete(self, key: Key) -> bool:
+    async def delete(self, key: Key, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
-    async def exists(self, key: Key) -> bool:
+    async def exists(self, key: Key, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
-    async def incr(self, key: Key, delta: int = 1) -> int:
+    async def incr(self, key: Key, delta: int = 1, *, timeout: float | None = None) -> int:
         raise NotImplementedError
 
-    async def decr(self, key: Key, delta: int = 1) -> int:
+    async def decr(self, key: Key, delta: int = 1, *, timeout: float | None = None) -> int:
         raise NotImplementedError
 
-    async def cas(self, key: Key, expected: Any, new: Any, ttl: float | None = None) -> bool:
+    async def cas(self, key: Key, expected: Any, new: Any, ttl: float | None = None, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
-    async def expire(self, key: Key, ttl: float) -> bool:
+    async def expire(self, key: Key, ttl: float, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
-    async def ttl(self, key: Key) -> float | None:
+    async def ttl(self, key: Key, *, timeout: float | None = None) -> float | None:
         raise NotImplementedError
 
-    async def persist(self, key: Key) -> bool:
+    async def persist(self, key: Key, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
-    async def getdel(self, key: Key, default: Any = None) -> Any:
+    async def getdel(self, key: Key, default: Any = None, *, timeout: float | None = None) -> Any:
         raise NotImplementedError
 
-    async def getset(self, key: Key, value: Any, ttl: float | None = None) -> Any:
+    async def getset(self, key: Key, value: Any, ttl: float | None = None, *, timeout: float | None = None) -> Any:
         raise NotImplementedError
 
-    async def delete_if_equal(self, key: Key, expected: Any) -> bool:
+    async def delete_if_equal(self, key: Key, expected: Any, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
     async def scan(self, cursor: int = 0, match: str | bytes | None = None,
-                   count: int = 100) -> tuple[int, list[bytes]]:
+                   count: int = 100, *, timeout: float | None = None) -> tuple[int, list[bytes]]:
         raise NotImplementedError
 
-    async def mget(self, keys: Iterable[Key]) -> list:
+    async def mget(self, keys: Iterable[Key], *, timeout: float | None = None) -> list:
         raise NotImplementedError
 
-    async def mset(self, mapping: Mapping | Iterable[tuple], ttl: float | None = None) -> None:
+    async def mset(self, mapping: Mapping | Iterable[tuple], ttl: float | None = None, *, timeout: float | None = None) -> None:
         raise NotImplementedError
 
-    async def mdel(self, keys: Iterable[Key]) -> int:
+    async def mdel(self, keys: Iterable[Key], *, timeout: float | None = None) -> int:
         raise NotImplementedError
 
-    async def mexists(self, keys: Iterable[Key]) -> list[bool]:
+    async def mexists(self, keys: Iterable[Key], *, timeout: float | None = None) -> list[bool]:
         raise NotImplementedError
 
-    async def flush(self) -> int:
+    async def flush(self, *, timeout: float | None = None) -> int:
         raise NotImplementedError
 
-    async def ping(self) -> bool:
+    async def ping(self, *, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
-    async def info(self) -> dict:
+    async def info(self, *, timeout: float | None = None) -> dict:
         raise NotImplementedError
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
@@ -548,15 +561,17 @@ class View(Commands):
     def connected(self) -> bool:
         return bool(self._owner.connected)
 
-    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
-        return self._owner._send(data, op, retry, missing)
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any,
+              timeout: float | None) -> Any:
+        return self._owner._send(data, op, retry, missing, timeout)
 
     def _send_frames(self, data: bytes, op: int, retry: bool, count: int,
-                     combine: Callable) -> Any:
-        return self._owner._send_frames(data, op, retry, count, combine)
+                     combine: Callable, timeout: float | None) -> Any:
+        return self._owner._send_frames(data, op, retry, count, combine, timeout)
 
-    def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None) -> Any:
-        return self._owner._pipeline(data, ops, retry, defaults)
+    def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                  timeout: float | None = None) -> Any:
+        return self._owner._pipeline(data, ops, retry, defaults, timeout)
 
     def namespace(self, name: str | bytes) -> Any:
         """A view of ``name`` nested under this one, on the same connection."""

@@ -30,6 +30,7 @@ from kvstore._commands import (
     DEFAULT_TIMEOUT,
     AsyncExtras,
     AsyncView,
+    call_timeout,
     may_retry,
     nested,
 )
@@ -50,11 +51,11 @@ class _Batch:
     """A pipeline waiting in the FIFO: its frames' op codes, the answers read
     so far (ReplyReader.read_batch fills them in), and its future."""
 
-    __slots__ = ("ops", "defaults", "results", "errors", "future", "started")
+    __slots__ = ("ops", "defaults", "results", "errors", "future", "deadline")
 
     def __init__(self, ops: bytes, defaults: dict | None, future: asyncio.Future,
-                 started: float) -> None:
-        self.started = started   # loop time it was written: its deadline's start
+                 deadline: float) -> None:
+        self.deadline = deadline   # loop time its whole answer is due
         self.ops = ops
         self.defaults = defaults
         self.results: list = []
@@ -70,7 +71,7 @@ class _Connection(asyncio.Protocol):
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
         self._reader = ReplyReader(max_reply)
-        # (op, future, loop time written) of a call, or the _Batch of a pipeline
+        # (op, future, loop time its answer is due) of a call, or the _Batch of a pipeline
         self._pending: collections.deque[Any] = collections.deque()
         self._transport: asyncio.Transport = None  # type: ignore[assignment]  # until connection_made
         self._timer: asyncio.TimerHandle | None = None
@@ -135,38 +136,59 @@ class _Connection(asyncio.Protocol):
 
     # -- requests ------------------------------------------------------------
 
-    def request(self, data: bytes, op: int) -> asyncio.Future:
-        """Write one frame; the future of its answer."""
+    def request(self, data: bytes, op: int, timeout: float | None = None) -> asyncio.Future:
+        """Write one frame; the future of its answer, due within ``timeout``
+        seconds (None: the client's)."""
         if self.failure is not None:
             raise self._unusable()
         future = self._loop.create_future()
-        now = self._loop.time()
-        self._start_waiting(now)
-        self._pending.append((op, future, now))
+        deadline = self._due(future, timeout)
+        self._pending.append((op, future, deadline))
         self._transport.write(data)
         return future
 
-    def request_frames(self, data: bytes, op: int, count: int) -> list[asyncio.Future]:
+    def request_frames(self, data: bytes, op: int, count: int,
+                       timeout: float | None = None) -> list[asyncio.Future]:
         """Write ``count`` frames of ``op`` at once; a future per frame."""
         if self.failure is not None:
             raise self._unusable()
         futures = [self._loop.create_future() for _ in range(count)]
-        now = self._loop.time()
-        self._start_waiting(now)
-        self._pending.extend((op, future, now) for future in futures)
+        deadline = 0.0
+        for future in futures:
+            deadline = self._due(future, timeout)
+        self._pending.extend((op, future, deadline) for future in futures)
         self._transport.write(data)
         return futures
 
-    def request_batch(self, data: bytes, ops: bytes, defaults: dict | None) -> asyncio.Future:
+    def request_batch(self, data: bytes, ops: bytes, defaults: dict | None,
+                      timeout: float | None = None) -> asyncio.Future:
         """Write a pipeline's frames at once; the future of (answers, errors)."""
         if self.failure is not None:
             raise self._unusable()
         future = self._loop.create_future()
-        now = self._loop.time()
-        self._start_waiting(now)
-        self._pending.append(_Batch(ops, defaults, future, now))
+        self._pending.append(_Batch(ops, defaults, future, self._due(future, timeout)))
         self._transport.write(data)
         return future
+
+    def _due(self, future: asyncio.Future, timeout: float | None) -> float:
+        """The loop time the connection's timer fails everything if ``future``
+        is still the oldest waiting call then: a server that stopped
+        answering. A call whose own timeout is shorter than the client's gets
+        a timer of its own instead, which fails that call alone (its reply is
+        still read and dropped, like a cancelled call's)."""
+        now = self._loop.time()
+        if timeout is not None and timeout < self._timeout:
+            timer = self._loop.call_at(now + timeout, _overdue, future, self._address, timeout)
+            future.add_done_callback(lambda _: timer.cancel())
+            timeout = None
+        deadline = now + (self._timeout if timeout is None else timeout)
+        # Invariant: while calls wait, a timer is armed, for no later than the
+        # oldest one's deadline (a call may be given a longer one than later calls).
+        if self._timer is None or deadline < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._check_progress)
+        return deadline
 
     def close(self, reason: str) -> None:
         self._fail(KvConnectionError(f"{reason} ({self._address})"), abort=False)
@@ -174,20 +196,16 @@ class _Connection(asyncio.Protocol):
     def _unusable(self) -> KvConnectionError:
         return KvConnectionError(f"connection to {self._address} is closed: {self.failure}")
 
-    def _start_waiting(self, now: float) -> None:
-        # Invariant: while calls wait, a timer is armed (or the connection failed).
-        if self._timer is None:
-            self._timer = self._loop.call_at(now + self._timeout, self._check_progress)
-
     def _check_progress(self) -> None:
         self._timer = None
         if not self._pending or self.failure is not None:
             return
         front = self._pending[0]
-        deadline = (front.started if type(front) is _Batch else front[2]) + self._timeout
+        deadline = front.deadline if type(front) is _Batch else front[2]
         if self._loop.time() >= deadline:
             self._fail(KvTimeoutError(
-                f"no whole reply from {self._address} within {self._timeout:g}s"))
+                f"no whole reply from {self._address} within the call's timeout "
+                f"(the client's: {self._timeout:g}s)"))
         else:
             self._timer = self._loop.call_at(deadline, self._check_progress)
 
@@ -286,49 +304,60 @@ class AsyncClient(AsyncExtras, _Methods):
     # calls made before any of them is awaited each send their own frames, and
     # a coroutine that is never awaited sends nothing.
 
-    def _call(self, op: int, retry: bool, missing: Any = None) -> Coroutine[Any, Any, Any]:
-        return self._round_trip(self._writer.take(), op, retry, missing)
+    # A bad timeout= raises here, as the method is called (the frame already
+    # taken out of the writer, so nothing is left behind).
 
-    def _call_frames(self, op: int, retry: bool, count: int,
-                     combine: Any) -> Coroutine[Any, Any, Any]:
-        return self._round_trips(self._writer.take(), op, retry, count, combine)
+    def _call(self, op: int, retry: bool, missing: Any = None,
+              timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+        data = self._writer.take()
+        return self._round_trip(data, op, retry, missing, call_timeout(timeout))
 
-    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Coroutine[Any, Any, Any]:
-        return self._round_trip(data, op, retry, missing)
+    def _call_frames(self, op: int, retry: bool, count: int, combine: Any,
+                     timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+        data = self._writer.take()
+        return self._round_trips(data, op, retry, count, combine, call_timeout(timeout))
 
-    def _send_frames(self, data: bytes, op: int, retry: bool, count: int,
-                     combine: Any) -> Coroutine[Any, Any, Any]:
-        return self._round_trips(data, op, retry, count, combine)
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any,
+              timeout: float | None) -> Coroutine[Any, Any, Any]:
+        return self._round_trip(data, op, retry, missing, call_timeout(timeout))
 
-    async def _pipeline(self, data: bytes, ops: bytes, retry: bool,
-                        defaults: dict | None) -> tuple[list, int]:
+    def _send_frames(self, data: bytes, op: int, retry: bool, count: int, combine: Any,
+                     timeout: float | None) -> Coroutine[Any, Any, Any]:
+        return self._round_trips(data, op, retry, count, combine, call_timeout(timeout))
+
+    async def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                        timeout: float | None = None) -> tuple[list, int]:
+        timeout = call_timeout(timeout)
         try:
-            return await (await self._connection()).request_batch(data, ops, defaults)
+            return await (await self._connection()).request_batch(data, ops, defaults, timeout)
         except KvConnectionError as exc:
             if not may_retry(retry, exc):
                 raise
-            return await (await self._connection()).request_batch(data, ops, defaults)
+            return await (await self._connection()).request_batch(data, ops, defaults, timeout)
 
-    async def _round_trip(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
+    async def _round_trip(self, data: bytes, op: int, retry: bool, missing: Any,
+                          timeout: float | None) -> Any:
         conn = self._conn
         if conn is None or conn.failure is not None:
             conn = await self._connection()
         try:
-            result = await conn.request(data, op)
+            result = await conn.request(data, op, timeout)
         except KvConnectionError as exc:
             if not may_retry(retry, exc):
                 raise
-            result = await (await self._connection()).request(data, op)
+            result = await (await self._connection()).request(data, op, timeout)
         return missing if result is MISSING else result
 
     async def _round_trips(self, data: bytes, op: int, retry: bool, count: int,
-                           combine: Any) -> Any:
+                           combine: Any, timeout: float | None) -> Any:
         try:
-            results = await _answers((await self._connection()).request_frames(data, op, count))
+            results = await _answers(
+                (await self._connection()).request_frames(data, op, count, timeout))
         except KvConnectionError as exc:
             if not may_retry(retry, exc):
                 raise
-            results = await _answers((await self._connection()).request_frames(data, op, count))
+            results = await _answers(
+                (await self._connection()).request_frames(data, op, count, timeout))
         return combine(results)
 
     async def _connection(self) -> _Connection:
@@ -370,6 +399,11 @@ class AsyncClient(AsyncExtras, _Methods):
             raise KvConnectionError(
                 f"cannot connect to {address}: {exc.strerror or exc}") from exc
         return conn
+
+
+def _overdue(future: asyncio.Future, address: Address, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(KvTimeoutError(f"no whole reply from {address} within {timeout:g}s"))
 
 
 async def _answers(futures: list[asyncio.Future]) -> list:

@@ -33,6 +33,7 @@ from kvstore._commands import (
     Commands,
     SyncExtras,
     SyncView,
+    check_timeout,
     may_retry,
     nested,
 )
@@ -81,7 +82,7 @@ class Client(SyncExtras, Commands):
     """
 
     __slots__ = ("_reader", "_sock", "_poller", "_idle_since", "_deadline", "_io_timeout",
-                 "__weakref__")
+                 "_call_timeout", "__weakref__")
     _lock_class = Lock
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
@@ -95,6 +96,7 @@ class Client(SyncExtras, Commands):
         self._idle_since = 0.0     # monotonic time the last request began
         self._deadline = 0.0       # monotonic time the current call must be answered by
         self._io_timeout = 0.0     # the socket's SO_RCVTIMEO now (shortened near a deadline)
+        self._call_timeout = self.timeout   # the current call's timeout
 
     @classmethod
     def connect(cls, url: str, **options: Any) -> Client:
@@ -132,25 +134,23 @@ class Client(SyncExtras, Commands):
 
     # -- I/O -------------------------------------------------------------
 
-    def _call(self, op: int, retry: bool, missing: Any = None) -> Any:
-        result = self._request(self._writer.take(), op, retry, 1)
+    def _call(self, op: int, retry: bool, missing: Any = None,
+              timeout: float | None = None) -> Any:
+        result = self._request(self._writer.take(), op, retry, 1, timeout)
         return missing if result is MISSING else result
 
-    def _send(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
-        result = self._request(data, op, retry, 1)
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any,
+              timeout: float | None) -> Any:
+        result = self._request(data, op, retry, 1, timeout)
         return missing if result is MISSING else result
 
-    def _send_frames(self, data: bytes, op: int, retry: bool, count: int, combine: Any) -> Any:
-        return combine(self._request(data, op, retry, count))
+    def _send_frames(self, data: bytes, op: int, retry: bool, count: int, combine: Any,
+                     timeout: float | None) -> Any:
+        return combine(self._request(data, op, retry, count, timeout))
 
-    def _request(self, data: bytes, op: int, retry: bool, count: int) -> Any:
-        # _check_idle(), inline: this is every call's path.
-        now = time.monotonic()
-        self._deadline = now + self.timeout
-        if self._sock is not None and now - self._idle_since >= PROBE_AFTER:
-            if self._poller.poll(0):
-                self._drop()
-        self._idle_since = now
+    def _request(self, data: bytes, op: int, retry: bool, count: int,
+                 timeout: float | None) -> Any:
+        self._check_idle(timeout)
         try:
             return self._exchange(data, op, count)
         except KvConnectionError as exc:
@@ -158,10 +158,10 @@ class Client(SyncExtras, Commands):
                 raise
             return self._exchange(data, op, count)
 
-    def _pipeline(self, data: bytes, ops: bytes, retry: bool,
-                  defaults: dict | None) -> tuple[list, int]:
+    def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                  timeout: float | None = None) -> tuple[list, int]:
         """Send a pipeline's frames; (answers in place, error replies among them)."""
-        self._check_idle()
+        self._check_idle(timeout)
         try:
             return self._exchange_batch(data, ops, defaults)
         except KvConnectionError as exc:
@@ -169,7 +169,7 @@ class Client(SyncExtras, Commands):
                 raise
             return self._exchange_batch(data, ops, defaults)
 
-    def _check_idle(self) -> None:
+    def _check_idle(self, timeout: float | None) -> None:
         """The rule for bytes nobody asked for (a stray frame from a broken
         server or proxy) and for a server that closed an idle connection,
         without a syscall on back-to-back calls: after a reply, any byte
@@ -177,10 +177,13 @@ class Client(SyncExtras, Commands):
         PROBE_AFTER or more after the previous one began, a zero-timeout
         poll (which holds for a TLS socket too, unlike recv(MSG_PEEK)) finds
         either, and the request goes on a fresh connection instead. Also
-        starts the call's deadline (see _more; a read resent after a
-        connection error gets one more first wait of up to ``timeout``)."""
+        starts the call's deadline, ``timeout`` (None: the client's) from
+        now (see _more; a read resent after a connection error gets one
+        more first wait of up to ``timeout``)."""
+        seconds = self.timeout if timeout is None else check_timeout("timeout", timeout)
         now = time.monotonic()
-        self._deadline = now + self.timeout
+        self._deadline = now + seconds
+        self._call_timeout = seconds
         if self._sock is not None and now - self._idle_since >= PROBE_AFTER:
             if self._poller.poll(0):
                 self._drop()
@@ -188,9 +191,6 @@ class Client(SyncExtras, Commands):
 
     def _settle(self) -> None:
         # The exchange is complete: nothing else may have arrived.
-        if self._io_timeout != self.timeout and self._sock is not None:
-            _set_io_timeout(self._sock, self.timeout)
-            self._io_timeout = self.timeout
         if len(self._reader):
             raise ProtocolError(f"{self.address} sent bytes nobody asked for")
 
@@ -198,6 +198,8 @@ class Client(SyncExtras, Commands):
         """Send ``data`` and read ``count`` replies to ``op``: the answer, or
         the list of answers when count > 1."""
         sock = self._sock or self._open()
+        if self._io_timeout != self._call_timeout:
+            self._first_wait(sock)
         try:
             sock.sendall(data)
             if count == 1:
@@ -208,8 +210,7 @@ class Client(SyncExtras, Commands):
                 except KvError:
                     self._settle()   # an error reply is a whole exchange too
                     raise
-                # _settle(), inline on the hot path
-                if len(self._reader) or self._io_timeout != self.timeout:
+                if len(self._reader):   # _settle(), inline on the hot path
                     self._settle()
                 return result
             results = []
@@ -244,6 +245,8 @@ class Client(SyncExtras, Commands):
 
     def _exchange_batch(self, data: bytes, ops: bytes, defaults: dict | None) -> tuple[list, int]:
         sock = self._sock or self._open()
+        if self._io_timeout != self._call_timeout:
+            self._first_wait(sock)
         reader = self._reader
         results: list = []
         errors = 0
@@ -273,7 +276,7 @@ class Client(SyncExtras, Commands):
         result = reader.read(op)
         if result is NEED_MORE:
             # The first wait needs no deadline check: the socket's timeout
-            # is the call's whole timeout (restored by _settle).
+            # is the call's whole timeout (see _first_wait).
             chunk = sock.recv(RECV_BYTES)
             if not chunk:
                 raise ConnectionResetError("the server closed the connection")
@@ -283,6 +286,12 @@ class Client(SyncExtras, Commands):
                 self._more(sock)
                 result = reader.read(op)
         return result
+
+    def _first_wait(self, sock: socket.socket) -> None:
+        # The socket's timeout becomes this call's (a call with its own
+        # timeout=, or one after a wait was shortened): a syscall only then.
+        _set_io_timeout(sock, self._call_timeout)
+        self._io_timeout = self._call_timeout
 
     def _more(self, sock: socket.socket) -> None:
         """Feed the reader the next bytes, within the call's deadline. The
@@ -335,7 +344,8 @@ class Client(SyncExtras, Commands):
 
     def _connection_error(self, exc: OSError) -> KvConnectionError:
         if isinstance(exc, (TimeoutError, BlockingIOError)):
-            return KvTimeoutError(f"no whole reply from {self.address} within {self.timeout:g}s")
+            return KvTimeoutError(
+                f"no whole reply from {self.address} within {self._call_timeout:g}s")
         return KvConnectionError(f"connection to {self.address} failed: {_reason(exc)}")
 
 

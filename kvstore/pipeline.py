@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from kvstore._commands import Commands
 from kvstore._protocol import RequestWriter
-from kvstore.errors import KvError
+from kvstore.errors import InvalidArgumentError, KvError
 
 __all__ = ["Pipeline", "AsyncPipeline"]
 
@@ -47,7 +47,7 @@ class _Queue(Commands):
     own, one op code per frame, the defaults of calls whose NULL answer is
     not None, and the batches that went as several frames."""
 
-    __slots__ = ("_target", "_ops", "_retry", "_defaults", "_groups", "_calls")
+    __slots__ = ("_target", "_ops", "_retry", "_defaults", "_groups", "_calls", "_mark")
 
     def __init__(self, target: Any) -> None:
         # Not ClientBase.__init__: the options are the target's.
@@ -67,6 +67,7 @@ class _Queue(Commands):
         self._defaults: dict[int, Any] | None = None
         self._groups: list[tuple[int, int, Callable]] = []
         self._calls = 0
+        self._mark = 0     # the writer's length after the last queued call
 
     @property
     def connected(self) -> bool:
@@ -88,22 +89,35 @@ class _Queue(Commands):
 
     # -- the hooks Commands calls ------------------------------------------------
 
-    def _call(self, op: int, retry: bool, missing: Any = None) -> Any:
+    def _call(self, op: int, retry: bool, missing: Any = None,
+              timeout: float | None = None) -> Any:
+        self._no_timeout(timeout)
         if missing is not None:
             if self._defaults is None:
                 self._defaults = {}
             self._defaults[len(self._ops)] = missing
         self._ops.append(op)
-        self._retry = self._retry and retry
-        self._calls += 1
-        return self
+        return self._queued(retry)
 
-    def _call_frames(self, op: int, retry: bool, count: int, combine: Callable) -> Any:
+    def _call_frames(self, op: int, retry: bool, count: int, combine: Callable,
+                     timeout: float | None = None) -> Any:
+        self._no_timeout(timeout)
         self._groups.append((len(self._ops), count, combine))
         self._ops.extend(bytes((op,)) * count)
+        return self._queued(retry)
+
+    def _queued(self, retry: bool) -> Any:
         self._retry = self._retry and retry
         self._calls += 1
+        self._mark = len(self._writer)
         return self
+
+    def _no_timeout(self, timeout: float | None) -> None:
+        # One deadline covers the whole pipeline: execute(timeout=...).
+        if timeout is not None:
+            self._writer.truncate(self._mark)
+            raise InvalidArgumentError(
+                "a queued call takes no timeout: give the pipeline's execute(timeout=...)")
 
     def _take(self) -> tuple[bytes, bytes, bool, dict | None, list]:
         """What execute() sends, and the pipeline is empty again."""
@@ -143,13 +157,14 @@ class Pipeline(_Queue):
 
     __slots__ = ()
 
-    def execute(self, raise_on_error: bool = True) -> list:
+    def execute(self, raise_on_error: bool = True, timeout: float | None = None) -> list:
         """Send the queued calls and return their answers in order (see the
-        module docstring for errors); [] when nothing is queued."""
+        module docstring for errors), all within ``timeout`` seconds (None:
+        the client's); [] when nothing is queued."""
         data, ops, retry, defaults, groups = self._take()
         if not ops:
             return []
-        results, errors = self._target._pipeline(data, ops, retry, defaults)
+        results, errors = self._target._pipeline(data, ops, retry, defaults, timeout)
         return finish(results, errors, groups, raise_on_error)
 
     def __enter__(self) -> Pipeline:
@@ -165,12 +180,12 @@ class AsyncPipeline(_Queue):
 
     __slots__ = ()
 
-    async def execute(self, raise_on_error: bool = True) -> list:
+    async def execute(self, raise_on_error: bool = True, timeout: float | None = None) -> list:
         """As Pipeline.execute, awaited."""
         data, ops, retry, defaults, groups = self._take()
         if not ops:
             return []
-        results, errors = await self._target._pipeline(data, ops, retry, defaults)
+        results, errors = await self._target._pipeline(data, ops, retry, defaults, timeout)
         return finish(results, errors, groups, raise_on_error)
 
     def __enter__(self) -> AsyncPipeline:

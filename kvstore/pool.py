@@ -165,11 +165,11 @@ class Pool(SyncExtras, _PoolBase, _Methods):
         """A pipeline whose ``execute()`` borrows one connection (kvstore.pipeline)."""
         return Pipeline(self)
 
-    def _pipeline(self, data: bytes, ops: bytes, retry: bool,
-                  defaults: dict | None) -> tuple[list, int]:
+    def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                  timeout: float | None = None) -> tuple[list, int]:
         client = self._borrow()
         try:
-            return client._pipeline(data, ops, retry, defaults)
+            return client._pipeline(data, ops, retry, defaults, timeout)
         finally:
             self._give_back(client)
 
@@ -268,11 +268,11 @@ class AsyncPool(AsyncExtras, _PoolBase, _AsyncMethods):
         """A pipeline whose ``await execute()`` borrows one connection."""
         return AsyncPipeline(self)
 
-    async def _pipeline(self, data: bytes, ops: bytes, retry: bool,
-                        defaults: dict | None) -> tuple[list, int]:
+    async def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                        timeout: float | None = None) -> tuple[list, int]:
         client = await self._borrow()
         try:
-            return await client._pipeline(data, ops, retry, defaults)
+            return await client._pipeline(data, ops, retry, defaults, timeout)
         finally:
             self._give_back(client)
 

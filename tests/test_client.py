@@ -436,6 +436,52 @@ def test_a_trickled_pipeline_cannot_stretch_past_its_timeout(trickling):
             p.execute()
 
 
+def test_a_call_timeout_bounds_that_call_alone(connect, trickling):
+    client = connect(trickling.address, timeout=30)
+    with pytest.raises(KvTimeoutError, match="0.3s"):
+        client.get("k", timeout=0.3)
+
+
+def test_a_call_timeout_may_be_longer_than_the_clients(connect):
+    # The reply comes whole after 0.5 s: past the client's 0.2 s, within the call's.
+    slow = ScriptedServer(_reply_to_get("late"), pause=0.5)
+    try:
+        client = connect(slow.address, timeout=0.2)
+        assert client.get("k", timeout=5) == "late"
+        with pytest.raises(KvTimeoutError):
+            client.get("k")
+    finally:
+        slow.close()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "1", float("inf"), True], ids=repr)
+def test_a_bad_call_timeout_raises_and_sends_nothing(connect, server, namespace, timeout):
+    client = connect(server.url(namespace))
+    with pytest.raises(InvalidArgumentError):
+        client.set("k", 1, timeout=timeout)
+    with pytest.raises(InvalidArgumentError):
+        client.mget(["k"], timeout=timeout)
+    assert client.get("k") is None      # nothing was sent, nothing is left to send
+
+
+def test_a_pipeline_takes_one_timeout_for_all_its_calls(trickling, server, namespace):
+    with kvstore.Client(trickling.address, timeout=30) as client:
+        p = client.pipeline()
+        p.get("k")
+        with pytest.raises(InvalidArgumentError, match="execute"):
+            p.get("other", timeout=1)
+        assert len(p) == 1
+        with pytest.raises(KvTimeoutError):
+            p.execute(timeout=0.3)
+    with kvstore.Client(server.url(namespace)) as client:
+        p = client.pipeline()
+        p.set("k", 1)
+        with pytest.raises(InvalidArgumentError):
+            p.set("k", 2, timeout=1)
+        assert p.execute(timeout=5) == [None] and client.get("k") == 1
+        client.delete("k")
+
+
 def test_a_reply_over_max_reply_is_refused_from_its_header(connect):
     # A reply declaring 256 MiB, of which 1 MiB arrives: refused at once, the
     # connection dropped, and the client never buffers more than it received.
