@@ -630,3 +630,34 @@ def test_async_method_types_match_the_methods():
         typed, real = getattr(AsyncCommands, name), getattr(Commands, name)
         assert inspect.signature(typed).parameters == inspect.signature(real).parameters, name
     assert inspect.iscoroutinefunction(AsyncCommands.get)
+
+
+# ---------------------------------------------------------------- the command table
+
+
+_SAMPLE_ARGS = {
+    "get": ("k",), "set": ("k", 1), "setnx": ("k", 1), "delete": ("k",), "exists": ("k",),
+    "incr": ("k",), "decr": ("k",), "cas": ("k", 1, 2), "expire": ("k", 1), "ttl": ("k",),
+    "persist": ("k",), "getdel": ("k",), "getset": ("k", 1), "delete_if_equal": ("k", 1),
+    "scan": (), "mget": (["k"],), "mset": ({"k": 1},), "mdel": (["k"],), "mexists": (["k"],),
+    "flush": (), "ping": (), "info": (),
+}
+
+
+def test_every_method_sends_its_commands_op_with_the_tables_retry_class():
+    # The client methods name READ/WRITE themselves; the command table is the
+    # authority on which requests may be resent after a connection error.
+    table = {c.name: c for c in kvstore._protocol.COMMANDS}
+    sent: list = []
+
+    class Recorder(kvstore.Client):
+        def _call(self, op, retry, missing=None, timeout=None):
+            sent.append((op, retry, self._writer.take()[0]))
+
+    recorder = Recorder("127.0.0.1:1")
+    assert set(_SAMPLE_ARGS) == set(COMMANDS)
+    for name in COMMANDS:
+        getattr(recorder, name)(*_SAMPLE_ARGS[name])
+        op, retry, first_byte = sent.pop()
+        assert (op, retry) == (table[name].op, table[name].retry_safe), name
+        assert first_byte == op, name
