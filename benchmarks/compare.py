@@ -742,6 +742,61 @@ def network_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
     ]
 
 
+# -- pipelines (issue 9, client half): Client.pipeline() vs redis-py's pipeline ----
+
+def pipeline_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
+    """pipeline() of s.batch GETs, queued and executed, against redis-py's
+    pipeline(transaction=False) on the Redis of this run: the same keys, the
+    same number of pipelines, each built afresh as an application would."""
+    keys = make_keys(s.net_keys)
+    hot = hot_sample(keys, min(1000, s.net_keys))
+    batches = [[hot[(b * s.batch + i) % len(hot)] for i in range(s.batch)]
+               for b in range(s.net_batches)]
+    n_keys = s.net_batches * s.batch
+    kv, rd = sv.kv_client, sv.redis_client
+
+    def kv_pipeline():
+        def run():
+            for batch in batches:
+                p = kv.pipeline()
+                for k in batch:
+                    p.get(k)
+                p.execute()
+        return rate(run, n_keys)
+
+    def kv_async_pipeline():
+        client, loop = sv.kv_async, sv.loop
+
+        async def run():
+            for batch in batches:
+                p = client.pipeline()
+                for k in batch:
+                    p.get(k)
+                await p.execute()
+        return rate(lambda: loop.run_until_complete(run()), n_keys)
+
+    def redis_pipeline():
+        def run():
+            for batch in batches:
+                pipe = rd.pipeline(transaction=False)
+                for k in batch:
+                    pipe.get(k)
+                pipe.execute()
+        return rate(run, n_keys)
+
+    c = missing.contender
+    return [
+        Row(NETWORK, f"pipeline() GET ×{s.batch}", "keys/s", True, same_core=True, contenders=[
+            c("kvstore", SUBJECT, kv, kv_pipeline, "kvstore-server"),
+            c("redis-py", ANCHOR, rd, redis_pipeline, "redis-server"),
+            c("kvstore AsyncClient", REFERENCE, sv.kv_async, kv_async_pipeline, "kvstore-server"),
+        ], note=f"kvstore: Client.pipeline() of {s.batch} get() then execute(); "
+                "redis-py: pipeline(transaction=False), the same calls."),
+    ]
+
+# -- end pipelines --
+
+
 def capacity_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
     keys = make_keys(s.net_keys)[:1024]
     value = make_values(1)[0]
@@ -1092,6 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
                 log("starting servers ...")
                 servers = start_servers(sizes, stack, missing)
                 timed_rows += network_rows(sizes, servers, missing)
+                timed_rows += pipeline_rows(sizes, servers, missing)   # pipelines (issue 9)
                 timed_rows += capacity_rows(sizes, servers, missing)
             one_shot_rows: list[Row] = []
             if not args.skip_memory:

@@ -297,6 +297,9 @@ cdef class ReplyReader:
     # Replies from the server, read one at a time by the op they answer.
     cdef WriteBuffer buf
     cdef Py_ssize_t pos                  # start of the first unread reply in buf
+    # -- client reply limit (issue 10, client half) --
+    cdef Py_ssize_t max_reply            # a reply declaring more payload is refused
+    # -- end client reply limit --
 
     cdef object _decode(self, uint8_t reply, uint8_t status, const char* payload,
                         Py_ssize_t length)

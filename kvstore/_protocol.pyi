@@ -190,6 +190,10 @@ class RequestWriter:
     def info(self) -> None: ...
     def flush(self) -> None:
         """FLUSH of this writer's prefix (everything when it has none)."""
+    # -- pipelines (issue 9, client half) --
+    def truncate(self, length: int) -> None:
+        """Drop what was appended after the first ``length`` bytes."""
+    # -- end pipelines --
     def take(self) -> bytes:
         """Everything appended since the last take()."""
     def __len__(self) -> int:
@@ -197,9 +201,11 @@ class RequestWriter:
 
 @final
 class ReplyReader:
-    """Replies of one connection, decoded one at a time."""
+    """Replies of one connection, decoded one at a time. A reply whose header
+    declares more than ``max_reply`` payload bytes (None: no limit) raises
+    ReplyTooLargeError before any of it is buffered."""
 
-    def __init__(self) -> None: ...
+    def __init__(self, max_reply: int | None = None) -> None: ...
     def feed(self, data: bytes | bytearray | memoryview) -> None: ...
     def read(self, op: int) -> Any:
         """The next reply decoded as the answer to ``op``:
@@ -218,7 +224,25 @@ class ReplyReader:
         """
     def __len__(self) -> int:
         """Bytes received and not read yet."""
+    # -- pipelines (issue 9, client half) --
+    def read_batch(
+        self, ops: bytes, results: list[Any], defaults: dict[int, Any] | None = None
+    ) -> int:
+        """Decode the buffered replies to ``ops[len(results):]`` (one op code a
+        byte) onto ``results``, an error reply as its KvError in place and a
+        MISSING answer as ``defaults.get(index)``; how many were errors. Stops
+        at the first reply not fully received; ProtocolError when unparsable."""
+    # -- end pipelines --
 
 #: The framings a server endpoint can speak, by name ("binary"; RESP next):
 #: each makes one connection's processor from (engine, max_payload, stats, server_info).
 FRAMINGS: dict[str, type[Processor]]
+
+# -- batch-argument rule (issue 9, client half): the one Engine applies --
+def batch_keys(keys: Iterable[str | bytes]) -> list[str | bytes]:
+    """``keys`` as a list; a single str or bytes is refused (InvalidArgumentError)."""
+def batch_pairs(
+    items: Mapping[str | bytes, Any] | Iterable[tuple[str | bytes, Any]],
+) -> list[tuple[str | bytes, Any]]:
+    """``items`` as (key, value) tuples by dict.update's rule; a str or bytes is refused."""
+# -- end batch-argument rule --

@@ -8,10 +8,11 @@ reader task, no per-call timer.
 
 - A cancelled call stays in the FIFO: its reply is still read and dropped, so
   it never shifts the answers of later calls.
-- Timeout: one timer per connection fires when requests have been waiting
-  ``timeout`` seconds without a byte arriving (the asyncio form of the
-  sync client's per-read timeout). Then every waiting call fails with
-  KvTimeoutError and the connection is closed.
+- Timeout: a call has one deadline, ``timeout`` seconds after it was
+  written, however its reply trickles in. One timer per connection watches
+  the oldest waiting call (replies come in order, so it is the one due
+  first); when it is overdue every waiting call fails with KvTimeoutError
+  and the connection is closed.
 - A lost connection, a timeout or a ProtocolError fail every waiting call and
   close the connection; the next call opens a new one. Reads are sent again
   once after a connection error, writes are not (see _commands).
@@ -24,10 +25,19 @@ import collections
 from typing import TYPE_CHECKING, Any, Coroutine
 
 from kvstore._address import Address
-from kvstore._commands import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, may_retry
+from kvstore._commands import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    AsyncExtras,
+    AsyncView,
+    call_timeout,
+    may_retry,
+    nested,
+)
 from kvstore._protocol import DEFAULT_MAX_PAYLOAD, MISSING, NEED_MORE, ReplyReader
 from kvstore.errors import KvConnectionError, KvError, KvTimeoutError, ProtocolError
 from kvstore.lock import AsyncLock
+from kvstore.pipeline import AsyncPipeline
 
 __all__ = ["AsyncClient"]
 
@@ -37,18 +47,34 @@ else:
     from kvstore._commands import Commands as _Methods
 
 
+class _Batch:
+    """A pipeline waiting in the FIFO: its frames' op codes, the answers read
+    so far (ReplyReader.read_batch fills them in), and its future."""
+
+    __slots__ = ("ops", "defaults", "results", "errors", "future", "deadline")
+
+    def __init__(self, ops: bytes, defaults: dict | None, future: asyncio.Future,
+                 deadline: float) -> None:
+        self.deadline = deadline   # loop time its whole answer is due
+        self.ops = ops
+        self.defaults = defaults
+        self.results: list = []
+        self.errors = 0
+        self.future = future
+
+
 class _Connection(asyncio.Protocol):
     """One connection: the FIFO of waiting calls and the reply reader."""
 
-    def __init__(self, address: Address, timeout: float) -> None:
+    def __init__(self, address: Address, timeout: float, max_reply: int | None = None) -> None:
         self._address = address
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
-        self._reader = ReplyReader()
-        self._pending: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+        self._reader = ReplyReader(max_reply)
+        # (op, future, loop time its answer is due) of a call, or the _Batch of a pipeline
+        self._pending: collections.deque[Any] = collections.deque()
         self._transport: asyncio.Transport = None  # type: ignore[assignment]  # until connection_made
         self._timer: asyncio.TimerHandle | None = None
-        self._progress_at = 0.0       # loop time of the last byte in, or of the first wait
         self.failure: KvError | None = None   # set once the connection is unusable
         self.closed = self._loop.create_future()
 
@@ -63,11 +89,23 @@ class _Connection(asyncio.Protocol):
         if not pending:
             self._fail(ProtocolError(f"{self._address} sent bytes nobody asked for"))
             return
-        self._progress_at = self._loop.time()
         reader = self._reader
         reader.feed(data)
         while pending:
-            op, future = pending[0]
+            entry = pending[0]
+            if type(entry) is _Batch:
+                try:
+                    entry.errors += reader.read_batch(entry.ops, entry.results, entry.defaults)
+                except ProtocolError as exc:
+                    self._fail(exc)
+                    return
+                if len(entry.results) < len(entry.ops):
+                    return
+                pending.popleft()
+                if not entry.future.done():   # a cancelled pipeline's replies are dropped
+                    entry.future.set_result((entry.results, entry.errors))
+                continue
+            op, future, _ = entry
             try:
                 result = reader.read(op)
             except ProtocolError as exc:
@@ -98,27 +136,59 @@ class _Connection(asyncio.Protocol):
 
     # -- requests ------------------------------------------------------------
 
-    def request(self, data: bytes, op: int) -> asyncio.Future:
-        """Write one frame; the future of its answer."""
+    def request(self, data: bytes, op: int, timeout: float | None = None) -> asyncio.Future:
+        """Write one frame; the future of its answer, due within ``timeout``
+        seconds (None: the client's)."""
         if self.failure is not None:
             raise self._unusable()
         future = self._loop.create_future()
-        if not self._pending:
-            self._start_waiting()
-        self._pending.append((op, future))
+        deadline = self._due(future, timeout)
+        self._pending.append((op, future, deadline))
         self._transport.write(data)
         return future
 
-    def request_frames(self, data: bytes, op: int, count: int) -> list[asyncio.Future]:
+    def request_frames(self, data: bytes, op: int, count: int,
+                       timeout: float | None = None) -> list[asyncio.Future]:
         """Write ``count`` frames of ``op`` at once; a future per frame."""
         if self.failure is not None:
             raise self._unusable()
         futures = [self._loop.create_future() for _ in range(count)]
-        if not self._pending:
-            self._start_waiting()
-        self._pending.extend((op, future) for future in futures)
+        deadline = 0.0
+        for future in futures:
+            deadline = self._due(future, timeout)
+        self._pending.extend((op, future, deadline) for future in futures)
         self._transport.write(data)
         return futures
+
+    def request_batch(self, data: bytes, ops: bytes, defaults: dict | None,
+                      timeout: float | None = None) -> asyncio.Future:
+        """Write a pipeline's frames at once; the future of (answers, errors)."""
+        if self.failure is not None:
+            raise self._unusable()
+        future = self._loop.create_future()
+        self._pending.append(_Batch(ops, defaults, future, self._due(future, timeout)))
+        self._transport.write(data)
+        return future
+
+    def _due(self, future: asyncio.Future, timeout: float | None) -> float:
+        """The loop time the connection's timer fails everything if ``future``
+        is still the oldest waiting call then: a server that stopped
+        answering. A call whose own timeout is shorter than the client's gets
+        a timer of its own instead, which fails that call alone (its reply is
+        still read and dropped, like a cancelled call's)."""
+        now = self._loop.time()
+        if timeout is not None and timeout < self._timeout:
+            timer = self._loop.call_at(now + timeout, _overdue, future, self._address, timeout)
+            future.add_done_callback(lambda _: timer.cancel())
+            timeout = None
+        deadline = now + (self._timeout if timeout is None else timeout)
+        # Invariant: while calls wait, a timer is armed, for no later than the
+        # oldest one's deadline (a call may be given a longer one than later calls).
+        if self._timer is None or deadline < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._check_progress)
+        return deadline
 
     def close(self, reason: str) -> None:
         self._fail(KvConnectionError(f"{reason} ({self._address})"), abort=False)
@@ -126,21 +196,16 @@ class _Connection(asyncio.Protocol):
     def _unusable(self) -> KvConnectionError:
         return KvConnectionError(f"connection to {self._address} is closed: {self.failure}")
 
-    def _start_waiting(self) -> None:
-        # Invariant: while calls wait, a timer is armed (or the connection failed).
-        self._progress_at = self._loop.time()
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._progress_at + self._timeout,
-                                             self._check_progress)
-
     def _check_progress(self) -> None:
         self._timer = None
         if not self._pending or self.failure is not None:
             return
-        deadline = self._progress_at + self._timeout
+        front = self._pending[0]
+        deadline = front.deadline if type(front) is _Batch else front[2]
         if self._loop.time() >= deadline:
             self._fail(KvTimeoutError(
-                f"no reply from {self._address} within {self._timeout:g}s"))
+                f"no whole reply from {self._address} within the call's timeout "
+                f"(the client's: {self._timeout:g}s)"))
         else:
             self._timer = self._loop.call_at(deadline, self._check_progress)
 
@@ -152,7 +217,8 @@ class _Connection(asyncio.Protocol):
         if self.failure is None:
             self.failure = exc
         pending, self._pending = self._pending, collections.deque()
-        for _, future in pending:
+        for entry in pending:
+            future = entry.future if type(entry) is _Batch else entry[1]
             if not future.done():
                 future.set_exception(exc)
                 kind = KvTimeoutError if isinstance(exc, KvTimeoutError) else KvConnectionError
@@ -165,7 +231,7 @@ class _Connection(asyncio.Protocol):
                 transport.close()
 
 
-class AsyncClient(_Methods):
+class AsyncClient(AsyncExtras, _Methods):
     """An asyncio client with the Engine API: every method is a coroutine
     (see kvstore._commands for the methods), plus ping(), info(), lock(),
     close() and ``async with``. Many concurrent calls may share one client.
@@ -180,9 +246,9 @@ class AsyncClient(_Methods):
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, max_reply: int | None = None) -> None:
         super().__init__(url, timeout=timeout, connect_timeout=connect_timeout,
-                         max_payload=max_payload)
+                         max_payload=max_payload, max_reply=max_reply)
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future | None = None
 
@@ -219,6 +285,18 @@ class AsyncClient(_Methods):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def namespace(self, name: str | bytes) -> AsyncView:
+        """A view of the keys of ``name`` (nested under this client's
+        namespace, as Engine.namespace) over this client's connection; its
+        methods are coroutines."""
+        return AsyncView(self, nested(self.address.namespace, name))
+
+    def pipeline(self) -> AsyncPipeline:
+        """Calls queued and sent in one write by ``await execute()`` (kvstore.pipeline)."""
+        return AsyncPipeline(self)
+
+    _pipeline_class = AsyncPipeline
+
     # -- I/O -------------------------------------------------------------
 
     # _call and _call_frames take the request bytes out of the writer at once,
@@ -226,33 +304,60 @@ class AsyncClient(_Methods):
     # calls made before any of them is awaited each send their own frames, and
     # a coroutine that is never awaited sends nothing.
 
-    def _call(self, op: int, retry: bool, missing: Any = None) -> Coroutine[Any, Any, Any]:
-        return self._round_trip(self._writer.take(), op, retry, missing)
+    # A bad timeout= raises here, as the method is called (the frame already
+    # taken out of the writer, so nothing is left behind).
 
-    def _call_frames(self, op: int, retry: bool, count: int,
-                     combine: Any) -> Coroutine[Any, Any, Any]:
-        return self._round_trips(self._writer.take(), op, retry, count, combine)
+    def _call(self, op: int, retry: bool, missing: Any = None,
+              timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+        data = self._writer.take()
+        return self._round_trip(data, op, retry, missing, call_timeout(timeout))
 
-    async def _round_trip(self, data: bytes, op: int, retry: bool, missing: Any) -> Any:
+    def _call_frames(self, op: int, retry: bool, count: int, combine: Any,
+                     timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+        data = self._writer.take()
+        return self._round_trips(data, op, retry, count, combine, call_timeout(timeout))
+
+    def _send(self, data: bytes, op: int, retry: bool, missing: Any,
+              timeout: float | None) -> Coroutine[Any, Any, Any]:
+        return self._round_trip(data, op, retry, missing, call_timeout(timeout))
+
+    def _send_frames(self, data: bytes, op: int, retry: bool, count: int, combine: Any,
+                     timeout: float | None) -> Coroutine[Any, Any, Any]:
+        return self._round_trips(data, op, retry, count, combine, call_timeout(timeout))
+
+    async def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                        timeout: float | None = None) -> tuple[list, int]:
+        timeout = call_timeout(timeout)
+        try:
+            return await (await self._connection()).request_batch(data, ops, defaults, timeout)
+        except KvConnectionError as exc:
+            if not may_retry(retry, exc):
+                raise
+            return await (await self._connection()).request_batch(data, ops, defaults, timeout)
+
+    async def _round_trip(self, data: bytes, op: int, retry: bool, missing: Any,
+                          timeout: float | None) -> Any:
         conn = self._conn
         if conn is None or conn.failure is not None:
             conn = await self._connection()
         try:
-            result = await conn.request(data, op)
+            result = await conn.request(data, op, timeout)
         except KvConnectionError as exc:
             if not may_retry(retry, exc):
                 raise
-            result = await (await self._connection()).request(data, op)
+            result = await (await self._connection()).request(data, op, timeout)
         return missing if result is MISSING else result
 
     async def _round_trips(self, data: bytes, op: int, retry: bool, count: int,
-                           combine: Any) -> Any:
+                           combine: Any, timeout: float | None) -> Any:
         try:
-            results = await _answers((await self._connection()).request_frames(data, op, count))
+            results = await _answers(
+                (await self._connection()).request_frames(data, op, count, timeout))
         except KvConnectionError as exc:
             if not may_retry(retry, exc):
                 raise
-            results = await _answers((await self._connection()).request_frames(data, op, count))
+            results = await _answers(
+                (await self._connection()).request_frames(data, op, count, timeout))
         return combine(results)
 
     async def _connection(self) -> _Connection:
@@ -284,7 +389,7 @@ class AsyncClient(_Methods):
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(address, self.timeout),
+                loop.create_connection(lambda: _Connection(address, self.timeout, self.max_reply),
                                        address.host, address.port),
                 self.connect_timeout)
         except asyncio.TimeoutError as exc:
@@ -294,6 +399,11 @@ class AsyncClient(_Methods):
             raise KvConnectionError(
                 f"cannot connect to {address}: {exc.strerror or exc}") from exc
         return conn
+
+
+def _overdue(future: asyncio.Future, address: Address, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(KvTimeoutError(f"no whole reply from {address} within {timeout:g}s"))
 
 
 async def _answers(futures: list[asyncio.Future]) -> list:

@@ -18,6 +18,7 @@ __all__ = [
     "WrongTypeError",
     "IntegerOverflowError",
     "ProtocolError",
+    "ReplyTooLargeError",
     "ServerError",
     "KvConnectionError",
     "KvTimeoutError",
@@ -93,6 +94,16 @@ class ProtocolError(KvError):
     the server answered INVALID, or a reply could not be parsed."""
 
     kind = "protocol"
+
+
+# -- client reply limit (issue 10, client half) --
+class ReplyTooLargeError(ProtocolError, ValueTooLargeError):
+    """A reply declared more bytes than the client's ``max_reply``: refused
+    from its header, before anything is allocated for it, and the connection
+    is dropped (the rest of that reply is still on the wire)."""
+
+    kind = "reply_too_large"
+# -- end client reply limit --
 
 
 class ServerError(KvError):

@@ -1,33 +1,27 @@
 """Lock and AsyncLock: a lease on one key, built on SETNX with a random token.
 
-The lock key is in one of three states:
+The lock key is free when missing, and held by whoever has the token stored
+in it until its ttl runs out:
 
-    missing, or holding TOMBSTONE (None)   free
-    holding a token                        held by whoever has that token,
-                                           until its ttl runs out
-
-    acquire   setnx(key, token, ttl), else cas(key, TOMBSTONE, token, ttl)
-    release   cas(key, token, TOMBSTONE, ttl=TOMBSTONE_TTL)
+    acquire   setnx(key, token, ttl)
+    release   delete_if_equal(key, token)
     extend    cas(key, token, token, ttl)
 
 Each step is one atomic operation on the server, so only the holder of the
-current token can release or extend. There is no compare-and-delete, and the
-obvious "get, compare, delete" is unsafe: between the get and the delete the
-lease can expire and another holder take it, whose lock the delete would then
-remove. Releasing by swapping the token for a tombstone is atomic instead, and
-since acquire treats the tombstone as free, a released lock is available at
-once. The tombstone expires after a minute, only to tidy the key away; it is
-that long because a non-blocking acquire that straddles the instant it
-expires (setnx sees it, cas no longer does) reports the lock as taken, and
-that must stay a rare coincidence, not a sub-millisecond race.
+current token can release or extend. The obvious "get, compare, delete" is
+unsafe: between the get and the delete the lease can expire and another
+holder take it, whose lock the delete would then remove; compare-and-delete
+does both in one step, so a released lock leaves no key behind and is free
+at once.
 
 Every acquire draws a new token (``secrets``), so an old holder never acts on
 a later lease. A lost lease is reported, never hidden: release() and extend()
 raise LockNotOwnedError when the ttl ran out or someone else holds the key,
 and so does leaving a ``with`` block whose lease expired in the meantime.
 
-The lock only needs ``setnx``, ``cas`` and ``get`` on its store: a Client, a
-Pool or an Engine (Lock); an AsyncClient or AsyncPool (AsyncLock).
+The lock only needs ``setnx``, ``delete_if_equal``, ``cas``, ``get`` and
+``exists`` on its store: a Client, a Pool or an Engine (Lock); an
+AsyncClient or AsyncPool (AsyncLock).
 """
 
 from __future__ import annotations
@@ -40,9 +34,6 @@ from typing import Any
 from kvstore.errors import InvalidArgumentError, LockError, LockNotOwnedError
 
 __all__ = ["Lock", "AsyncLock"]
-
-TOMBSTONE = None
-TOMBSTONE_TTL = 60.0    # seconds; tidies the key away (see above for why not less)
 
 _DEFAULT: Any = object()
 
@@ -114,7 +105,7 @@ class Lock(_LockBase):
         when ``timeout`` seconds (default: the lock's) passed."""
         token, deadline = self._start(timeout)
         store, key, ttl = self.store, self.key, self.ttl
-        while not (store.setnx(key, token, ttl) or store.cas(key, TOMBSTONE, token, ttl)):
+        while not store.setnx(key, token, ttl):
             pause = self._pause(deadline) if blocking else 0.0
             if not pause:
                 return False
@@ -126,7 +117,7 @@ class Lock(_LockBase):
         """Free the lock; LockNotOwnedError when the lease was lost."""
         token = self._end("release")
         self.token = None
-        if not self.store.cas(self.key, token, TOMBSTONE, TOMBSTONE_TTL):
+        if not self.store.delete_if_equal(self.key, token):
             raise self._lost("release")
 
     def extend(self, ttl: float | None = None) -> None:
@@ -142,7 +133,7 @@ class Lock(_LockBase):
 
     def locked(self) -> bool:
         """Whether anyone holds the lock now."""
-        return self.store.get(self.key) is not TOMBSTONE
+        return bool(self.store.exists(self.key))
 
     def __enter__(self) -> Lock:
         if not self.acquire():
@@ -162,8 +153,7 @@ class AsyncLock(_LockBase):
     async def acquire(self, blocking: bool = True, timeout: float | None = _DEFAULT) -> bool:
         token, deadline = self._start(timeout)
         store, key, ttl = self.store, self.key, self.ttl
-        while not (await store.setnx(key, token, ttl)
-                   or await store.cas(key, TOMBSTONE, token, ttl)):
+        while not await store.setnx(key, token, ttl):
             pause = self._pause(deadline) if blocking else 0.0
             if not pause:
                 return False
@@ -174,7 +164,7 @@ class AsyncLock(_LockBase):
     async def release(self) -> None:
         token = self._end("release")
         self.token = None
-        if not await self.store.cas(self.key, token, TOMBSTONE, TOMBSTONE_TTL):
+        if not await self.store.delete_if_equal(self.key, token):
             raise self._lost("release")
 
     async def extend(self, ttl: float | None = None) -> None:
@@ -186,7 +176,7 @@ class AsyncLock(_LockBase):
         return self.token is not None and await self.store.get(self.key) == self.token
 
     async def locked(self) -> bool:
-        return await self.store.get(self.key) is not TOMBSTONE
+        return bool(await self.store.exists(self.key))
 
     async def __aenter__(self) -> AsyncLock:
         if not await self.acquire():

@@ -25,13 +25,15 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, TypedDict
 
 from kvstore._address import parse_url
 from kvstore._commands import (
     COMMANDS,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
+    AsyncExtras,
+    SyncExtras,
     check_timeout,
 )
 from kvstore._protocol import DEFAULT_MAX_PAYLOAD
@@ -39,10 +41,27 @@ from kvstore.aio import AsyncClient
 from kvstore.client import Client
 from kvstore.errors import InvalidArgumentError, KvConnectionError, PoolTimeoutError
 from kvstore.lock import AsyncLock, Lock
+from kvstore.pipeline import AsyncPipeline, Pipeline
 
-__all__ = ["Pool", "AsyncPool"]
+__all__ = ["Pool", "AsyncPool", "PoolOptions"]
+
+
+class PoolOptions(TypedDict, total=False):
+    """The keyword options of Pool and AsyncPool (and their ``connect``), so a
+    type checker refuses a misspelt one such as ``max_sise=``."""
+
+    max_size: int
+    timeout: float
+    socket_timeout: float
+    connect_timeout: float
+    max_payload: int
+    max_reply: int | None
+
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
     # The forwarded methods are made at import (end of this module); type
     # checkers see them through the clients' method classes.
     from kvstore._commands import AsyncCommands as _AsyncMethods
@@ -59,7 +78,7 @@ class _PoolBase:
     def __init__(self, url: str, *, max_size: int = 10, timeout: float = 5.0,
                  socket_timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, max_reply: int | None = None) -> None:
         self.address = parse_url(url)
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
             raise InvalidArgumentError(f"max_size must be an int >= 1, not {max_size!r}")
@@ -67,7 +86,10 @@ class _PoolBase:
         self.timeout = check_timeout("timeout", timeout)
         self._url = url
         self._client_options: dict[str, Any] = {"timeout": socket_timeout, "connect_timeout": connect_timeout,
-                                "max_payload": max_payload}
+                                "max_payload": max_payload, "max_reply": max_reply}
+        # What a pipeline of the pool encodes by (kvstore.pipeline).
+        self.max_payload = max_payload
+        self.connect_timeout = connect_timeout
         # Bad client options fail here, not at the first call.
         self._client_class(url, **self._client_options)
         self._forget()
@@ -123,20 +145,33 @@ class _PoolBase:
                 f" idle={len(self._idle)}{' closed' if self._closed else ''}>")
 
 
-class Pool(_PoolBase, _Methods):
+class Pool(SyncExtras, _PoolBase, _Methods):
     """A thread-safe pool of :class:`kvstore.Client` connections to ``url``.
 
     ``max_size`` connections at most; ``timeout`` seconds to wait for one to
-    be free. ``socket_timeout``, ``connect_timeout`` and ``max_payload`` are
-    each Client's ``timeout``, ``connect_timeout`` and ``max_payload``.
+    be free. ``socket_timeout``, ``connect_timeout``, ``max_payload`` and
+    ``max_reply`` are each Client's ``timeout``, ``connect_timeout``,
+    ``max_payload`` and ``max_reply``.
     """
 
     _client_class = Client
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(self, url: str, **options: Unpack[PoolOptions]) -> None:
         super().__init__(url, **options)
         self._cond = threading.Condition(threading.Lock())
         _pools.add(self)
+
+    def pipeline(self) -> Pipeline:
+        """A pipeline whose ``execute()`` borrows one connection (kvstore.pipeline)."""
+        return Pipeline(self)
+
+    def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                  timeout: float | None = None) -> tuple[list, int]:
+        client = self._borrow()
+        try:
+            return client._pipeline(data, ops, retry, defaults, timeout)
+        finally:
+            self._give_back(client)
 
     @contextlib.contextmanager
     def acquire(self) -> Iterator[Client]:
@@ -192,21 +227,21 @@ class Pool(_PoolBase, _Methods):
         self._forget()
 
 
-class AsyncPool(_PoolBase, _AsyncMethods):
+class AsyncPool(AsyncExtras, _PoolBase, _AsyncMethods):
     """A pool of :class:`kvstore.AsyncClient` connections, for asyncio tasks;
     the methods are coroutines. ``await AsyncPool.connect(url)`` also checks
     that the server answers."""
 
     _client_class = AsyncClient
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(self, url: str, **options: Unpack[PoolOptions]) -> None:
         super().__init__(url, **options)
         # Borrowers waiting for a connection, first come first served. A waiter
         # gets a client, or None meaning "a slot is free: open a new one".
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
 
     @classmethod
-    async def connect(cls, url: str, **options: Any) -> AsyncPool:
+    async def connect(cls, url: str, **options: Unpack[PoolOptions]) -> AsyncPool:
         pool = cls(url, **options)
         try:
             async with pool.acquire() as client:
@@ -228,6 +263,18 @@ class AsyncPool(_PoolBase, _AsyncMethods):
     def lock(self, key: str | bytes, ttl: float, **options: Any) -> AsyncLock:
         """An AsyncLock on ``key`` whose every step borrows a connection."""
         return AsyncLock(self, key, ttl, **options)
+
+    def pipeline(self) -> AsyncPipeline:
+        """A pipeline whose ``await execute()`` borrows one connection."""
+        return AsyncPipeline(self)
+
+    async def _pipeline(self, data: bytes, ops: bytes, retry: bool, defaults: dict | None,
+                        timeout: float | None = None) -> tuple[list, int]:
+        client = await self._borrow()
+        try:
+            return await client._pipeline(data, ops, retry, defaults, timeout)
+        finally:
+            self._give_back(client)
 
     async def close(self) -> None:
         idle = self._all_idle()

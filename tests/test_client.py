@@ -11,14 +11,17 @@ tiny canned server when the server itself must misbehave.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import select
 import socket
 import threading
+import time
 
 import pytest
 
 import kvstore
+from kvstore._protocol import Processor, RequestWriter
 from kvstore._address import Address, parse_url
 from kvstore._commands import COMMANDS, AsyncCommands, Commands
 from kvstore.errors import (
@@ -26,6 +29,7 @@ from kvstore.errors import (
     KvConnectionError,
     KvTimeoutError,
     ProtocolError,
+    ReplyTooLargeError,
     UnsupportedValueError,
     ValueTooLargeError,
     WrongTypeError,
@@ -50,6 +54,9 @@ PING_FRAME = b"\x08\x00\x00\x00\x00"   # op PING, empty payload (docs/protocol.m
     ("host:1/", ("host", 1, "")),
     ("host/ns:sub", ("host", 16380, "ns:sub")),
     ("host:65535/\u00e9t\u00e9", ("host", 65535, "\u00e9t\u00e9")),
+    ("kvstore://127.0.0.1:1234/celery", ("127.0.0.1", 1234, "celery")),   # Celery's scheme
+    ("KVSTORE://h", ("h", 16380, "")),
+    ("h:1/ns@x", ("h", 1, "ns@x")),   # an @ in the namespace is no credential
 ])
 def test_url_parsing(url, expected):
     assert parse_url(url) == Address(*expected)
@@ -67,6 +74,16 @@ def test_bad_url_raises_invalid_argument(url):
         kvstore.Client(url)
     with pytest.raises(InvalidArgumentError):
         kvstore.AsyncClient(url)
+
+
+@pytest.mark.parametrize("url", [
+    "kv://user:s3cret@host:1/ns", "kvstore://:s3cret@host", "s3cret@host", "redis://u:s3cret@h",
+])
+def test_credentials_in_a_url_are_refused_and_never_echoed(url):
+    for make in (parse_url, kvstore.Client, kvstore.AsyncClient, kvstore.Pool):
+        with pytest.raises(InvalidArgumentError) as caught:
+            make(url)
+        assert "s3cret" not in str(caught.value) and "***@" in str(caught.value)
 
 
 def test_address_and_prefix():
@@ -227,6 +244,9 @@ def test_write_after_the_server_closed_an_idle_connection_uses_a_fresh_one(
         # Wait for the close to reach our socket (an event, not a sleep).
         readable, _, _ = select.select([client._sock], [], [], 5)
         assert readable
+        # The client looks for a close only on a connection idle for
+        # PROBE_AFTER (so back-to-back calls make no extra syscall).
+        time.sleep(kvstore.client.PROBE_AFTER)
         assert client.incr("n") == 1
         assert proxy.accepted == 2
     finally:
@@ -288,6 +308,207 @@ def test_async_unparsable_reply_raises_protocol_error_and_drops_the_connection(l
         loop.run_until_complete(scenario())
     finally:
         canned.close()
+
+
+def _reply_to_get(value):
+    engine = kvstore.Engine()
+    engine.set("k", value)
+    writer = RequestWriter()
+    writer.get("k")
+    return Processor(engine).feed(writer.take())
+
+
+class ScriptedServer:
+    """Answers every request chunk with ``reply``, sent in pieces of
+    ``piece`` bytes ``pause`` seconds apart (a trickling server). With
+    ``stray``, its first connection also sends that frame, one nobody asked
+    for, ``delay`` seconds after the first reply."""
+
+    def __init__(self, reply: bytes, piece: int = 1 << 30, pause: float = 0.0,
+                 stray: bytes = b"", delay: float = 0.0) -> None:
+        self.reply, self.piece, self.pause = reply, piece, pause
+        self.stray, self.delay = stray, delay
+        self.accepted = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._answer, args=(conn, self.accepted == 1),
+                             daemon=True).start()
+
+    def _answer(self, conn: socket.socket, first: bool) -> None:
+        with conn, contextlib.suppress(OSError):   # the client may drop the connection
+            while conn.recv(65536):
+                for i in range(0, len(self.reply), self.piece):
+                    if self._stop.wait(self.pause):
+                        return
+                    conn.sendall(self.reply[i:i + self.piece])
+                if first and self.stray:
+                    first = False
+                    time.sleep(self.delay)
+                    conn.sendall(self.stray)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def stray_client(delay: float):
+    """A Client of a ScriptedServer whose stray frame follows the first reply
+    after ``delay`` seconds."""
+    server = ScriptedServer(_reply_to_get("mine"), stray=_reply_to_get("stray"), delay=delay)
+    client = kvstore.Client(server.address)
+    try:
+        yield server, client
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_stray_frame_beside_a_reply_raises_instead_of_shifting_answers():
+    # Which of the two frames answers the request cannot be told: refuse both.
+    with stray_client(0) as (server, client):
+        try:
+            answer = client.get("k")
+        except ProtocolError:
+            assert not client.connected
+        else:
+            # The stray frame came in a later segment than the reply: it is
+            # found before the next request, which goes on a new connection.
+            assert answer == "mine"
+        if client.connected:
+            select.select([client._sock], [], [], 5)
+        time.sleep(kvstore.client.PROBE_AFTER)
+        assert client.get("k") == "mine"
+        assert server.accepted == 2
+
+
+def test_a_stray_frame_on_an_idle_connection_is_never_read_as_an_answer():
+    with stray_client(0.05) as (server, client):
+        assert client.get("k") == "mine"
+        readable, _, _ = select.select([client._sock], [], [], 5)   # the stray frame is here
+        assert readable
+        time.sleep(kvstore.client.PROBE_AFTER)
+        for _ in range(3):
+            assert client.get("k") == "mine"
+        assert server.accepted == 2
+
+
+def test_bool_of_a_client_does_no_io_and_async_len_names_count():
+    assert kvstore.Client("127.0.0.1:1")   # nothing listens there: bool() made no call
+    client = kvstore.AsyncClient("127.0.0.1:1")
+    assert client
+    with pytest.raises(TypeError, match="count"):
+        len(client)
+    with pytest.raises(TypeError, match="exists"):
+        "k" in client
+
+
+@pytest.fixture
+def trickling():
+    # A correct GET reply of 40 bytes, one byte every 50 ms: 2 s in all, while
+    # no single wait for a byte comes near the clients' 0.3 s timeout.
+    server = ScriptedServer(_reply_to_get("v" * 30), piece=1, pause=0.05)
+    yield server
+    server.close()
+
+
+def test_a_trickled_reply_cannot_stretch_a_call_past_its_timeout(connect, trickling):
+    client = connect(trickling.address, timeout=0.3)
+    with pytest.raises(KvTimeoutError, match=trickling.address):
+        client.get("k")
+
+
+def test_a_trickled_pipeline_cannot_stretch_past_its_timeout(trickling):
+    with kvstore.Client(trickling.address, timeout=0.3) as client:
+        p = client.pipeline()
+        p.get("k")
+        with pytest.raises(KvTimeoutError):
+            p.execute()
+
+
+def test_a_call_timeout_bounds_that_call_alone(connect, trickling):
+    client = connect(trickling.address, timeout=30)
+    with pytest.raises(KvTimeoutError, match="0.3s"):
+        client.get("k", timeout=0.3)
+
+
+def test_a_call_timeout_may_be_longer_than_the_clients(connect):
+    # The reply comes whole after 0.5 s: past the client's 0.2 s, within the call's.
+    slow = ScriptedServer(_reply_to_get("late"), pause=0.5)
+    try:
+        client = connect(slow.address, timeout=0.2)
+        assert client.get("k", timeout=5) == "late"
+        with pytest.raises(KvTimeoutError):
+            client.get("k")
+    finally:
+        slow.close()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "1", float("inf"), True], ids=repr)
+def test_a_bad_call_timeout_raises_and_sends_nothing(connect, server, namespace, timeout):
+    client = connect(server.url(namespace))
+    with pytest.raises(InvalidArgumentError):
+        client.set("k", 1, timeout=timeout)
+    with pytest.raises(InvalidArgumentError):
+        client.mget(["k"], timeout=timeout)
+    assert client.get("k") is None      # nothing was sent, nothing is left to send
+
+
+def test_a_pipeline_takes_one_timeout_for_all_its_calls(trickling, server, namespace):
+    with kvstore.Client(trickling.address, timeout=30) as client:
+        p = client.pipeline()
+        p.get("k")
+        with pytest.raises(InvalidArgumentError, match="execute"):
+            p.get("other", timeout=1)
+        assert len(p) == 1
+        with pytest.raises(KvTimeoutError):
+            p.execute(timeout=0.3)
+    with kvstore.Client(server.url(namespace)) as client:
+        p = client.pipeline()
+        p.set("k", 1)
+        with pytest.raises(InvalidArgumentError):
+            p.set("k", 2, timeout=1)
+        assert p.execute(timeout=5) == [None] and client.get("k") == 1
+        client.delete("k")
+
+
+def test_a_reply_over_max_reply_is_refused_from_its_header(connect):
+    # A reply declaring 256 MiB, of which 1 MiB arrives: refused at once, the
+    # connection dropped, and the client never buffers more than it received.
+    header = b"\x00" + (256 << 20).to_bytes(4, "big")
+    server = ScriptedServer(header + b"\x05" + (256 << 20).to_bytes(4, "big") + b"x" * (1 << 20))
+    try:
+        client = connect(server.address, max_reply=1 << 20)
+        with pytest.raises(ReplyTooLargeError, match="max_reply"):
+            client.get("k")
+        assert not client.connected
+    finally:
+        server.close()
+
+
+def test_the_default_reply_limit_takes_any_default_sized_value(connect, server, namespace):
+    client = connect(server.url(namespace))
+    assert client.max_reply == 2 * kvstore._protocol.DEFAULT_MAX_PAYLOAD
+    client.set("big", b"x" * (8 << 20))
+    assert len(client.get("big")) == 8 << 20
+    client.delete("big")
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "1", True], ids=repr)
+def test_max_reply_must_be_a_positive_int(value):
+    for client_class in (kvstore.Client, kvstore.AsyncClient, kvstore.Pool):
+        with pytest.raises(InvalidArgumentError):
+            client_class("127.0.0.1", max_reply=value)
 
 
 # ---------------------------------------------------------------- AsyncClient
@@ -409,3 +630,34 @@ def test_async_method_types_match_the_methods():
         typed, real = getattr(AsyncCommands, name), getattr(Commands, name)
         assert inspect.signature(typed).parameters == inspect.signature(real).parameters, name
     assert inspect.iscoroutinefunction(AsyncCommands.get)
+
+
+# ---------------------------------------------------------------- the command table
+
+
+_SAMPLE_ARGS = {
+    "get": ("k",), "set": ("k", 1), "setnx": ("k", 1), "delete": ("k",), "exists": ("k",),
+    "incr": ("k",), "decr": ("k",), "cas": ("k", 1, 2), "expire": ("k", 1), "ttl": ("k",),
+    "persist": ("k",), "getdel": ("k",), "getset": ("k", 1), "delete_if_equal": ("k", 1),
+    "scan": (), "mget": (["k"],), "mset": ({"k": 1},), "mdel": (["k"],), "mexists": (["k"],),
+    "flush": (), "ping": (), "info": (),
+}
+
+
+def test_every_method_sends_its_commands_op_with_the_tables_retry_class():
+    # The client methods name READ/WRITE themselves; the command table is the
+    # authority on which requests may be resent after a connection error.
+    table = {c.name: c for c in kvstore._protocol.COMMANDS}
+    sent: list = []
+
+    class Recorder(kvstore.Client):
+        def _call(self, op, retry, missing=None, timeout=None):
+            sent.append((op, retry, self._writer.take()[0]))
+
+    recorder = Recorder("127.0.0.1:1")
+    assert set(_SAMPLE_ARGS) == set(COMMANDS)
+    for name in COMMANDS:
+        getattr(recorder, name)(*_SAMPLE_ARGS[name])
+        op, retry, first_byte = sent.pop()
+        assert (op, retry) == (table[name].op, table[name].retry_safe), name
+        assert first_byte == op, name

@@ -1,12 +1,15 @@
-"""The API contract, written once and run on Engine, Client and AsyncClient.
+"""The API contract, written once and run on Engine, Client, AsyncClient,
+Pool and AsyncPool.
 
-Each test gets ``kv``: a namespace of an Engine, or a Client / AsyncClient
-connected to the ``server`` fixture with that namespace in its URL (the
-AsyncClient driven through looputil.Blocking, on asyncio and on uvloop). The
-same call must give the same result, and a bad call the same KvError
-subclass, from all of them (cachetools' CacheTestMixin and uvloop's _TestTCP
-are the model). Engine-only behaviour (len, ``in``, memory accounting,
-expiry with a fake clock) is test_engine's.
+Each test gets ``kv``: a namespace of an Engine, or a Client / AsyncClient /
+Pool / AsyncPool connected to the ``server`` fixture with that namespace in
+its URL (the async ones driven through looputil.Blocking, AsyncClient on
+asyncio and on uvloop). The same call must give the same result, and a bad
+call the same KvError subclass, from all of them (cachetools'
+CacheTestMixin and uvloop's _TestTCP are the model). ``len`` and ``in`` are
+checked through count_of/contains, since an async store can only offer them
+as coroutines (count(), exists()). Engine-only behaviour (memory
+accounting, expiry with a fake clock) is test_engine's.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from kvstore.errors import (
     UnsupportedValueError,
     WrongTypeError,
 )
-from tests.looputil import CLIENT_KINDS, client_factory
+from tests.looputil import CLIENT_KINDS, Blocking, client_factory, guarded_loop
 from tests.strategies import INT64_MAX, INT64_MIN, same_value, values
 
 MAX_KEY = 65535
 BIG_BATCH = 70_000   # more keys than one frame carries (65,535)
 
 
-@pytest.fixture(params=["engine", *CLIENT_KINDS])
+@pytest.fixture(params=["engine", *CLIENT_KINDS, "pool", "async-pool"])
 def open_store(request):
     """namespace -> a store with the Engine API; every namespace of one test
     lives in the same backing store."""
@@ -42,6 +45,26 @@ def open_store(request):
         yield engine.namespace
         return
     server = request.getfixturevalue("server")
+    if request.param == "pool":
+        pools: list = []
+        try:
+            yield lambda namespace: pools.append(kvstore.Pool(server.url(namespace))) or pools[-1]
+        finally:
+            for pool in pools:
+                pool.flush()
+                pool.close()
+        return
+    if request.param == "async-pool":
+        with guarded_loop() as event_loop:
+            apools: list = []
+            try:
+                yield lambda namespace: apools.append(
+                    kvstore.AsyncPool(server.url(namespace))) or Blocking(apools[-1], event_loop)
+            finally:
+                for apool in apools:
+                    event_loop.run_until_complete(apool.flush())
+                    event_loop.run_until_complete(apool.close())
+        return
     with client_factory(request.param, flush=True) as connect:
         yield lambda namespace: connect(server.url(namespace))
 
@@ -357,3 +380,105 @@ def test_info_reports_the_engine_figures(kv):
     assert isinstance(info, dict)
     assert info["keys"] >= 1
     assert {"memory_bytes", "hits", "misses"} <= set(info)
+
+
+# ---------------------------------------------------------------- container habits and batches (issue 8.7, 9)
+
+
+def count_of(kv):
+    """len(kv), or ``count()`` for an async store (len cannot await)."""
+    return kv.count() if isinstance(kv, Blocking) else len(kv)
+
+
+def contains(kv, key):
+    return kv.exists(key) if isinstance(kv, Blocking) else key in kv
+
+
+def view_of(kv, name):
+    if isinstance(kv, Blocking):
+        return Blocking(kv._target.namespace(name), kv._loop) if hasattr(
+            kv._target, "namespace") else None
+    return kv.namespace(name) if hasattr(kv, "namespace") else None
+
+
+def test_len_counts_the_live_keys_of_the_namespace(open_store, namespace):
+    kv, other = open_store(namespace), open_store(namespace + "-other")
+    assert count_of(kv) == 0
+    kv.mset({f"k{i}": i for i in range(2500)})   # several SCAN steps over the network
+    other.set("k", 1)
+    assert count_of(kv) == 2500
+    kv.delete("k0")
+    assert count_of(kv) == 2499
+    assert count_of(other) == 1
+
+
+def test_in_is_exists(kv):
+    kv.set("a", None)
+    assert contains(kv, "a") is True
+    assert contains(kv, "b") is False
+
+
+def test_a_namespace_view_nests_like_engine_namespace(kv):
+    view = view_of(kv, "v")
+    if view is None:
+        pytest.skip("pools offer no namespace view")
+    view.set("k", 1)
+    assert kv.get("v:k") == 1
+    assert view.get("k") == 1
+    assert view_of(view, "w").get("k") is None
+    view_of(view, "w").set("k", 2)
+    assert kv.get("v:w:k") == 2
+    assert view.flush() == 2
+    assert kv.exists("v:k") is False
+    with pytest.raises(InvalidArgumentError):
+        view_of(kv, "")
+
+
+@pytest.mark.parametrize("call", [
+    lambda kv: kv.mget("ab"), lambda kv: kv.mdel("ab"), lambda kv: kv.mexists("ab"),
+    lambda kv: kv.mget(b"ab"), lambda kv: kv.mset("ab"), lambda kv: kv.mset(b"ab"),
+], ids=["mget-str", "mdel-str", "mexists-str", "mget-bytes", "mset-str", "mset-bytes"])
+def test_a_str_is_refused_as_a_batch_everywhere(kv, call):
+    kv.mset({"a": 1, "b": 2})
+    with pytest.raises(InvalidArgumentError):
+        call(kv)
+    assert kv.mget(["a", "b"]) == [1, 2]
+
+
+class ItemsOnly:
+    """Not a Mapping: only ``.items()``, as dict.update accepts."""
+
+    def items(self):
+        return [("x", 1), ("y", 2)]
+
+
+@pytest.mark.parametrize("batch", [
+    ItemsOnly, lambda: iter([("x", 1), ("y", 2)]), lambda: [["x", 1], ["y", 2]],
+    lambda: {"x": 1, "y": 2}.items(),
+], ids=["items-method", "iterator", "lists", "items-view"])
+def test_mset_accepts_the_same_batch_types_everywhere(kv, batch):
+    kv.mset(batch())
+    assert kv.mget(["x", "y"]) == [1, 2]
+
+
+def test_persist_getdel_getset_delete_if_equal(kv):
+    kv.set("t", 1, ttl=100)
+    assert kv.persist("t") is True and kv.ttl("t") is None
+    assert kv.getset("t", 2) == 1 and kv.getset("new", 1) is None
+    assert kv.getdel("t") == 2 and kv.getdel("t", "gone") == "gone"
+    assert kv.delete_if_equal("new", 2) is False and kv.delete_if_equal("new", 1) is True
+    assert kv.exists("new") is False
+
+
+def test_scan_walks_the_namespace_without_its_prefix(open_store, namespace):
+    kv, other = open_store(namespace), open_store(namespace + "-other")
+    kv.mset({f"k{i}": i for i in range(300)})
+    other.set("k0", 1)
+    seen: set = set()
+    cursor = 0
+    while True:
+        cursor, keys = kv.scan(cursor, "k1*", 50)
+        seen.update(keys)
+        if not cursor:
+            break
+    assert seen == {f"k{i}".encode() for i in range(300) if str(i).startswith("1")}

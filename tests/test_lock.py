@@ -13,7 +13,6 @@ import pytest
 
 import kvstore
 from kvstore.errors import InvalidArgumentError, LockError, LockNotOwnedError
-from kvstore.lock import TOMBSTONE
 from tests.looputil import loop  # noqa: F401  (fixture)
 
 
@@ -110,7 +109,8 @@ def test_with_block_holds_and_frees(client, other):
         assert other.get("L") == lock.token
         assert 9 < other.ttl("L") <= 10
     assert lock.token is None
-    assert other.get("L") is TOMBSTONE
+    # Released by compare-and-delete: no tombstone is left behind.
+    assert not other.exists("L")
     assert other.lock("L", 10).acquire(blocking=False)
 
 

@@ -4,8 +4,11 @@ waiting for a free one, discarding broken ones, and fork safety."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -227,3 +230,32 @@ def test_child_process_never_uses_the_parents_connection(server, namespace):
         with pool.acquire() as client:
             assert client._sock.getsockname() == parent_end
             assert client.get("child") == pid
+
+
+# ---------------------------------------------------------------- typed options (issue 8.9)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+def test_a_misspelt_pool_option_fails_type_checking(tmp_path):
+    (tmp_path / "good.py").write_text(
+        "import kvstore\n"
+        "async def main() -> None:\n"
+        "    kvstore.Pool('h', max_size=2, timeout=1.0, socket_timeout=1.0)\n"
+        "    await kvstore.AsyncPool.connect('h', max_size=2, max_payload=1024)\n")
+    (tmp_path / "bad.py").write_text(
+        "import kvstore\n"
+        "async def main() -> None:\n"
+        "    kvstore.Pool('h', max_sise=2)\n"
+        "    await kvstore.AsyncPool.connect('h', max_sise=2)\n"
+        "    await kvstore.AsyncPool.connect('h', max_size='2')\n")
+
+    def check(name):
+        return subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--no-incremental", name],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    good = check("good.py")
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = check("bad.py")
+    assert bad.returncode == 1
+    assert bad.stdout.count("max_sise") == 2 and 'bad.py:5: error' in bad.stdout, bad.stdout

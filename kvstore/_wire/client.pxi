@@ -58,6 +58,13 @@ cdef class RequestWriter:
             self.buf.clear()
         return data
 
+    def truncate(self, Py_ssize_t length):
+        """Drop what was appended after the first ``length`` bytes (a
+        pipeline undoing the frames of a batch that failed half-way)."""
+        if not 0 <= length <= self.buf._length:
+            raise InvalidArgumentError(f"cannot truncate {self.buf._length} bytes to {length}")
+        self.buf._length = length
+
     # -- frame plumbing ------------------------------------------------------
 
     cdef Py_ssize_t _open(self, uint8_t op) except -1:
@@ -303,6 +310,13 @@ cdef object _scan_reply(Reader* rd):
     return (cursor, keys)
 
 
+cdef int _refuse_reply(int op, uint32_t length, Py_ssize_t limit) except -1:
+    # From the header alone: nothing of the reply is kept or allocated.
+    raise _errors.ReplyTooLargeError(
+        f"reply to {_op_name(op)} declares {length} payload bytes, over this client's "
+        f"max_reply of {limit} bytes")
+
+
 @cython.final
 cdef class ReplyReader:
     """Replies of one connection. ``feed()`` the bytes received, ``read(op)``
@@ -311,6 +325,15 @@ cdef class ReplyReader:
     def __cinit__(self):
         self.buf = WriteBuffer.new()
         self.pos = 0
+        self.max_reply = U32_MAX
+
+    def __init__(self, max_reply=None):
+        # None: any size the 32-bit length can declare.
+        if max_reply is not None:
+            if isinstance(max_reply, bool) or not isinstance(max_reply, int) or max_reply < 0:
+                raise InvalidArgumentError(
+                    f"max_reply must be an int >= 0 (bytes), not {max_reply!r}")
+            self.max_reply = min(max_reply, U32_MAX)
 
     def __len__(self):
         return self.buf._length - self.pos
@@ -349,6 +372,8 @@ cdef class ReplyReader:
             return _NEED_MORE
         frame = buf._buf + self.pos
         length = kv_load_u32(frame + 1)
+        if length > self.max_reply:
+            _refuse_reply(op, length, self.max_reply)
         if length > available - HEADER_BYTES:
             return _NEED_MORE
         # Consumed before decoding: an error reply must not be read twice.
@@ -426,3 +451,71 @@ cdef class ReplyReader:
         elif status == ST_CAS_FAILED and length == 0 and reply == REPLY_CAS:
             return False
         return _UNEXPECTED
+
+    # -- pipelines (issue 9) ---------------------------------------------------
+
+    def read_batch(self, bytes ops not None, list results not None, dict defaults=None):
+        """Decode the buffered replies to ``ops[len(results):]`` (one op code per
+        byte) onto ``results``; how many of them were error replies. An error
+        reply is put in place as its KvError; a MISSING answer becomes
+        ``defaults.get(index)`` (None without one). Stops at the first reply not
+        fully received: the caller feeds more and calls again until
+        ``len(results) == len(ops)``. A reply that cannot be parsed raises
+        ProtocolError (drop the connection)."""
+        cdef WriteBuffer buf = self.buf
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(ops)
+        cdef const unsigned char* op_codes = <const unsigned char*>PyBytes_AS_STRING(ops)
+        cdef Py_ssize_t i = len(results)
+        cdef Py_ssize_t available
+        cdef Py_ssize_t errors = 0
+        cdef const char* frame
+        cdef uint32_t length
+        cdef int row
+        cdef uint8_t op, status
+        while i < n:
+            op = op_codes[i]
+            row = _row_of_op(op)
+            if row == CMD_UNKNOWN:
+                raise InvalidArgumentError(f"unknown op {op}")
+            available = buf._length - self.pos
+            if available < HEADER_BYTES:
+                break
+            frame = buf._buf + self.pos
+            length = kv_load_u32(frame + 1)
+            if length > self.max_reply:
+                _refuse_reply(op, length, self.max_reply)
+            if length > available - HEADER_BYTES:
+                break
+            self.pos += HEADER_BYTES + length
+            status = <uint8_t>frame[0]
+            if status == ST_ERROR or status == ST_INVALID:
+                # Put in place, not raised: the pipeline's caller decides.
+                result = _error_from(frame + HEADER_BYTES, length)
+                errors += 1
+            else:
+                result = self._decode(_SPECS[row].reply, status, frame + HEADER_BYTES, length)
+                if result is _UNEXPECTED:
+                    raise ProtocolError(
+                        f"unexpected reply to {_op_name(op)}: status 0x{status:02x} with "
+                        f"{length} payload bytes")
+                if result is _MISSING:
+                    result = None if defaults is None else defaults.get(i)
+            results.append(result)
+            i += 1
+        return errors
+
+
+# -- pipelines and the batch-argument rule (issue 9, client half) ------------
+
+def batch_keys(keys):
+    """``keys`` as a list, by the rule Engine and RequestWriter apply: any
+    iterable of keys, but a str or bytes (one key) is refused with
+    InvalidArgumentError instead of read as one key per character."""
+    return key_list(keys)
+
+
+def batch_pairs(items):
+    """``items`` as a list of (key, value) tuples, by dict.update's rule as
+    Engine.mset applies it: an object with ``.items()``, else an iterable of
+    pairs; a str or bytes is refused."""
+    return item_list(items)
