@@ -797,6 +797,55 @@ def pipeline_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
 # -- end pipelines --
 
 
+# -- limits (issue 10): a namespace flush, the new bounded path -------------------
+
+FLUSH_KEYS = 100
+
+
+def limits_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
+    """Emptying a 100-key namespace among the store's keys: kvstore's FLUSH of
+    a prefix (bounded turns, issue 10) against what a Redis user runs for the
+    same, SCAN MATCH prefix* and UNLINK per step, in the same run."""
+    kv, rd = sv.kv_client, sv.redis_client
+    names = [f"flushbench:{i}" for i in range(FLUSH_KEYS)]
+    prefix = b"flushbench:"
+    request = bytes([0x0B]) + (2 + len(prefix)).to_bytes(4, "big") + len(prefix).to_bytes(2, "big") + prefix
+
+    def kv_flush():
+        def sample():
+            kv.mset(dict.fromkeys(names, b"v" * 32))
+            seconds = timed(lambda: sv.kv_raw.exchange(request, 13))
+            return seconds * 1e3
+        if sv.kv_raw.exchange(request, 13)[:5] != b"\x00\x00\x00\x00\x08":
+            raise RuntimeError("unexpected kvstore FLUSH reply")
+        return sample
+
+    def redis_flush():
+        def run():
+            cursor = 0
+            while True:
+                cursor, found = rd.scan(cursor, match="flushbench:*", count=1000)
+                if found:
+                    rd.unlink(*found)
+                if cursor == 0:
+                    break
+
+        def sample():
+            rd.mset(dict.fromkeys(names, b"v" * 32))
+            return timed(run) * 1e3
+        return sample
+
+    c = missing.contender
+    return [
+        Row(NETWORK, f"FLUSH of a {FLUSH_KEYS}-key namespace among {s.net_keys:,} keys", "ms", False,
+            same_core=True, contenders=[
+                c("kvstore", SUBJECT, sv.kv_raw, kv_flush, "kvstore-server"),
+                c("redis-py", ANCHOR, rd, redis_flush, "redis-server"),
+            ], note="kvstore: one FLUSH frame of the prefix (raw socket); redis-py: SCAN MATCH "
+                    "prefix* COUNT 1000 and UNLINK until the cursor is 0."),
+    ]
+
+
 def capacity_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
     keys = make_keys(s.net_keys)[:1024]
     value = make_values(1)[0]
@@ -1149,6 +1198,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed_rows += network_rows(sizes, servers, missing)
                 timed_rows += pipeline_rows(sizes, servers, missing)   # pipelines (issue 9)
                 timed_rows += capacity_rows(sizes, servers, missing)
+                timed_rows += limits_rows(sizes, servers, missing)  # -- limits (issue 10)
             one_shot_rows: list[Row] = []
             if not args.skip_memory:
                 one_shot_rows = memory_rows(sizes, missing, servers.redis_client, Probes())

@@ -139,6 +139,11 @@ cdef class Core:
     # scan out). UINT64_MAX is never a cursor (the error value).
     cdef uint64_t scan(self, uint64_t cursor, const char* prefix, Py_ssize_t prefix_length,
                        object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF
+    # -- issue 10: scan() whose step also stops once its keys pass max_bytes
+    # (at most SCAN_STEP_MAX_BYTES, scan()'s own bound; a bucket may go over).
+    cdef uint64_t scan_limited(self, uint64_t cursor, const char* prefix,
+                               Py_ssize_t prefix_length, object pattern, Py_ssize_t count,
+                               Py_ssize_t max_bytes, list out) except? 0xFFFFFFFFFFFFFFFF
     # The ONE bounded housekeeping step, for up to budget_us microseconds:
     # expiry reclaim and resize migration (next: log flush, snapshot steps).
     # 1 when work is still pending (call again soon), else 0.
@@ -146,6 +151,16 @@ cdef class Core:
     # Remove every key that starts with prefix and is longer than it (all keys
     # for length 0); how many live ones were removed. One MUT_FLUSH record.
     cdef Py_ssize_t remove_prefixed(self, const char* prefix, Py_ssize_t prefix_length) except -1
+    # -- bounded prefix flush (issue 10)
+    # One step of a prefix flush that does not stall other clients: a SCAN
+    # step from cursor (prefix must be non-empty) removing the live keys it
+    # finds; adds them to *removed and the step's work (buckets + entries) to
+    # *work; returns the next cursor, 0 once complete. Every key present under
+    # the prefix for the whole run of steps is removed; keys written meanwhile
+    # may survive. One MUT_REMOVE record per key.
+    cdef uint64_t remove_prefixed_step(self, const char* prefix, Py_ssize_t prefix_length,
+                                       uint64_t cursor, Py_ssize_t count, Py_ssize_t* removed,
+                                       Py_ssize_t* work) except? 0xFFFFFFFFFFFFFFFF
     # Live keys, optionally only those starting with (and longer than) prefix
     # (O(n) with a prefix).
     cdef Py_ssize_t count(self, const char* prefix, Py_ssize_t prefix_length) except -1

@@ -533,6 +533,45 @@ cdef class Core:
         self._after_delete()
         return removed
 
+    # -- bounded prefix flush (issue 10) -----------------------------------
+    cdef uint64_t remove_prefixed_step(self, const char* prefix, Py_ssize_t prefix_length,
+                                       uint64_t cursor, Py_ssize_t count, Py_ssize_t* removed,
+                                       Py_ssize_t* work) except? 0xFFFFFFFFFFFFFFFF:
+        # One SCAN step (same cursor and guarantees) that removes what it finds,
+        # so a server can flush a namespace in bounded steps between other
+        # clients' requests instead of walking the table in one go. Each key
+        # gets its own MUT_REMOVE record: keys written under the prefix while
+        # the steps run may survive, so a MUT_FLUSH record would replay wrong.
+        cdef ScanFilter f
+        cdef WriteBuffer found = WriteBuffer.new()
+        cdef WriteBuffer key = WriteBuffer.new()
+        cdef uint64_t v
+        cdef Py_ssize_t at = 0
+        cdef Py_ssize_t length
+        if count < 1:
+            count = 1
+        f.prefix = prefix
+        f.prefix_length = prefix_length
+        f.pattern = NULL
+        f.pattern_length = 0
+        f.now_ms = self.now()
+        f.found = 0
+        f.work = 0
+        f.glob_steps = 0
+        f.max_bytes = SCAN_STEP_MAX_BYTES
+        # Collected first, removed after: removing while walking a bucket
+        # would shift the slots under the walk.
+        v = tp_scan(&self.tables, cursor, &f, count, found)
+        while at < found._length:
+            length = kv_load_u16(found._buf + at)
+            key.clear()
+            key.write_raw(prefix, prefix_length)
+            key.write_raw(found._buf + at + 2, length)
+            removed[0] += self.remove(key._buf, key._length)
+            at += 2 + length
+        work[0] += f.work + f.found
+        return v
+
     cdef void _free_all(self) noexcept:
         """Free every entry and go back to an empty minimal table."""
         cdef PairIter it
@@ -551,6 +590,13 @@ cdef class Core:
 
     cdef uint64_t scan(self, uint64_t cursor, const char* prefix, Py_ssize_t prefix_length,
                        object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF:
+        return self.scan_limited(cursor, prefix, prefix_length, pattern, count,
+                                 SCAN_STEP_MAX_BYTES, out)
+
+    # -- issue 10: a step's keys bounded in bytes as well (a server's reply limit)
+    cdef uint64_t scan_limited(self, uint64_t cursor, const char* prefix,
+                               Py_ssize_t prefix_length, object pattern, Py_ssize_t count,
+                               Py_ssize_t max_bytes, list out) except? 0xFFFFFFFFFFFFFFFF:
         cdef ScanFilter f
         cdef WriteBuffer found = WriteBuffer.new()
         cdef uint64_t v
@@ -570,6 +616,7 @@ cdef class Core:
         f.found = 0
         f.work = 0
         f.glob_steps = 0
+        f.max_bytes = max_bytes if max_bytes < SCAN_STEP_MAX_BYTES else SCAN_STEP_MAX_BYTES
         # Collect into C memory first, build bytes after: creating Python
         # objects can run the GC (and finalizers) in the middle of the walk.
         v = tp_scan(&self.tables, cursor, &f, count, found)

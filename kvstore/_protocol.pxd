@@ -123,6 +123,16 @@ cdef enum:
     # Buffers that grew past this for one large frame go back to their inline
     # chunk afterwards, so an idle connection holds no large block.
     KEEP_BUFFER_BYTES = 262144
+    # -- limits (issue 10)
+    # Work units (requests + keys/buckets touched) one turn of one connection
+    # may spend before the rest of its input waits for its next turn: about a
+    # millisecond, so other connections get theirs (benchmarks/server.py).
+    MAX_TURN_WORK = 16384
+    # A FLUSH over several turns takes steps of this many keys (at most ten
+    # times as many buckets and entries looked at) and stops a turn after
+    # TURN_TIME_US microseconds even with work budget left.
+    FLUSH_STEP_KEYS = 64
+    TURN_TIME_US = 1000
 
 ctypedef struct Arg:
     # A byte string inside the request, borrowed: valid while its input is.
@@ -197,6 +207,36 @@ cdef class Executor:
     # INFO: the one place its answer is put together.
     cdef dict info(self)
 
+    # -- limits (issue 10): the same for every framing ------------------------
+    # Work done in the current turn (a feed): 1 per request plus the keys or
+    # buckets it touched. A framing calls new_turn() at the start of each feed
+    # and stops running requests once over_budget() (holding the rest, as for
+    # its output cap), so one connection's turn stays about a millisecond.
+    cdef readonly Py_ssize_t work
+    cdef readonly Py_ssize_t max_reply   # largest reply payload, checked before it is built
+    # A prefix FLUSH in progress (flush_begin returned 0): the framing stops
+    # running requests, and on its next turns calls flush_continue() first
+    # until it returns 1; then flush_removed is the reply.
+    cdef readonly bint flushing
+    cdef bytes flush_prefix
+    cdef uint64_t flush_cursor
+    cdef Py_ssize_t flush_removed
+    cdef int new_turn(self) except -1
+    cdef bint over_budget(self) noexcept
+    # LimitError unless a reply of `size` payload bytes is within max_reply.
+    cdef int check_reply(self, Py_ssize_t size) except -1
+    # MGET: looks up count keys, values[i] pointing into the entries (ptr NULL:
+    # missing) until the next engine call; the reply's size as fixed +
+    # per_item * count + the value bytes, refused (LimitError) over max_reply
+    # before the framing commits any memory to it.
+    cdef Py_ssize_t mget(self, const Arg* keys, Py_ssize_t count, Arg* values,
+                         Py_ssize_t fixed, Py_ssize_t per_item) except -1
+    # FLUSH: an empty prefix flushes everything at once (1); a prefix runs in
+    # bounded steps: 1 when done within this turn's budget, 0 when still going.
+    cdef int flush_begin(self, const char* prefix, Py_ssize_t prefix_length) except -1
+    cdef int flush_continue(self) except -1
+    cdef int _flush_steps(self) except -1
+
 
 # -- the binary framing (_wire/binary.pxi) -------------------------------------
 
@@ -219,6 +259,10 @@ cdef enum:
     # the rest for later, so pipelined reads of large values cannot build an
     # output of gigabytes before flow control gets a say.
     MAX_FEED_OUTPUT_BYTES = 1048576
+    # -- limits (issue 10)
+    # Replies that could not be copied out in one piece (out of memory) go out
+    # in chunks of this size, so the frames that ran still get their replies.
+    UNSENT_CHUNK_BYTES = 65536
 
 
 @cython.final
@@ -242,6 +286,10 @@ cdef class Processor:
     # and the frames after it still run.
     cdef Py_ssize_t _next                # input offset just past the frame
     cdef Py_ssize_t _reply_at            # where its reply starts in out
+    # -- limits (issue 10)
+    cdef readonly Py_ssize_t last_feed_work  # the Executor's work in the last feed (tests)
+    cdef Py_ssize_t _unsent_at           # out could not be copied whole: next chunk, or -1
+    cdef bint _fail_output               # test-only: the next copy of out fails
 
     cdef Py_ssize_t _process(self, const char* data, Py_ssize_t length) except -1
     cdef Py_ssize_t _run_frames(self, const char* data, Py_ssize_t length,
@@ -249,6 +297,11 @@ cdef class Processor:
     cdef Py_ssize_t _fill_pending(self, const char* data, Py_ssize_t length) except -1
     cdef int _lose_framing(self, uint32_t length) except -1
     cdef int _answer_failure(self, object error) except -1
+    # -- limits (issue 10)
+    cdef object _output(self)
+    cdef object _next_unsent(self)
+    cdef int _hold(self, bytes data, Py_ssize_t used) except -1
+    cdef int _lose_framing_oom(self) except -1
     cdef int _dispatch(self, uint8_t op, const char* payload, Py_ssize_t length) except -1
     # One parser per payload layout; `op` picks the command where several
     # share a layout (SET/SETNX, DEL/EXISTS/PERSIST/GETDEL, INCR/DECR).

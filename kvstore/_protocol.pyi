@@ -73,6 +73,7 @@ def command(name: str) -> Command:
 DEFAULT_PORT: Final[int]          # 16380
 DEFAULT_MAX_PAYLOAD: Final[int]   # 64 MiB: the server's default request payload limit
 MAX_BATCH_KEYS: Final[int]        # 65535: keys in one MGET/MSET/MDEL/MEXISTS frame
+DEFAULT_MAX_REPLY: Final[int]     # issue 10: the default reply limit (= DEFAULT_MAX_PAYLOAD)
 
 @final
 class _Sentinel:
@@ -108,7 +109,15 @@ class Executor:
         engine: KeySpace,
         stats: ServerStats | None = None,
         server_info: Callable[[], dict[str, Any]] | None = None,
+        max_reply: int | None = None,
     ) -> None: ...
+    # -- limits (issue 10)
+    @property
+    def work(self) -> int: ...
+    @property
+    def max_reply(self) -> int: ...
+    @property
+    def flushing(self) -> bool: ...
 
 @final
 class Processor:
@@ -126,6 +135,7 @@ class Processor:
         max_payload: int = ...,
         stats: ServerStats | None = None,
         server_info: Callable[[], dict[str, Any]] | None = None,
+        max_reply: int | None = None,
     ) -> None: ...
     def feed(self, data: bytes | bytearray | memoryview = b"") -> bytes:
         """Run every complete frame of the input so far (frames cut short
@@ -148,6 +158,22 @@ class Processor:
         """Bytes fed to this processor so far."""
     @property
     def max_payload(self) -> int: ...
+    # -- limits (issue 10)
+    @property
+    def max_reply(self) -> int:
+        """The largest reply payload (default max_payload's default): a
+        larger MGET, SCAN or GET reply is refused (kind "limit") before it
+        is built."""
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of a request received but not complete yet."""
+    @property
+    def last_feed_work(self) -> int:
+        """Work units (requests + keys/buckets touched) the last feed spent;
+        a feed stops once over its turn's budget."""
+    def error_frame(self, kind: str, message: str) -> bytes:
+        """One ERROR reply of this framing, for refusing a connection."""
+    def _fail_next_output(self) -> None: ...
 
 @final
 class RequestWriter:

@@ -20,6 +20,10 @@ from kvstore._address import parse_url
 from kvstore._protocol import DEFAULT_PORT
 from kvstore.errors import KvError
 from kvstore.server import Server
+from kvstore.server import (  # -- limits (issue 10)
+    DEFAULT_CLIENT_OUTPUT_GRACE_S, DEFAULT_FRAME_TIMEOUT_S, DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_INPUT_BUFFERS,
+)
 
 __all__ = ["main"]
 
@@ -47,6 +51,19 @@ def _seconds(text: str) -> float | None:
     return value or None
 
 
+# -- limits (issue 10)
+def _count(text: str) -> int:
+    """A whole number >= 0."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def _grace(text: str) -> float:
+    """Seconds >= 0; 0 means at once."""
+    return _seconds(text) or 0.0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kvstore-server",
@@ -62,6 +79,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=_seconds, default=None, metavar="SECONDS",
                         help="close connections that send nothing for this long "
                              "(default 0: never)")
+    # -- limits (issue 10)
+    parser.add_argument("--max-clients", type=_count, default=DEFAULT_MAX_CLIENTS,
+                        metavar="N",
+                        help="connections served at once; one more is told so and closed "
+                             f"(default {DEFAULT_MAX_CLIENTS}; 0: no limit)")
+    parser.add_argument("--max-reply", type=_size, default=None, metavar="BYTES",
+                        help="largest reply (MGET, SCAN, GET); a larger one is refused before "
+                             "it is built (default: --max-payload's value)")
+    parser.add_argument("--client-output-limit", type=_size, default=None, metavar="BYTES",
+                        help="close a connection whose unsent replies stay over this for "
+                             "--client-output-grace seconds (default 0: no limit)")
+    parser.add_argument("--client-output-grace", type=_grace,
+                        default=DEFAULT_CLIENT_OUTPUT_GRACE_S, metavar="SECONDS",
+                        help="how long unsent replies may stay over --client-output-limit "
+                             f"(default {DEFAULT_CLIENT_OUTPUT_GRACE_S:g}; 0: closed at once)")
+    parser.add_argument("--frame-timeout", type=_seconds, default=DEFAULT_FRAME_TIMEOUT_S,
+                        metavar="SECONDS",
+                        help="close a connection whose request is still unfinished this long "
+                             f"after its first byte (default {DEFAULT_FRAME_TIMEOUT_S:g}; "
+                             "0: never)")
+    parser.add_argument("--max-input-buffers", type=_size, default=DEFAULT_MAX_INPUT_BUFFERS,
+                        metavar="BYTES",
+                        help="unfinished requests of all connections together; the connection "
+                             "going over is closed (default 1G; 0: no limit)")
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--no-uvloop", action="store_true",
@@ -115,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host, port = _bind_address(args.bind)
         server = Server(host=host, port=port, max_payload=args.max_payload,
-                        idle_timeout=args.idle_timeout)
+                        idle_timeout=args.idle_timeout,
+                        # -- limits (issue 10): 0 is "no limit" on the command line
+                        max_clients=args.max_clients or None, max_reply=args.max_reply,
+                        client_output_limit=args.client_output_limit or None,
+                        client_output_grace=args.client_output_grace,
+                        frame_timeout=args.frame_timeout,
+                        max_input_buffers=args.max_input_buffers or None)
     except KvError as exc:
         print(f"kvstore-server: {exc}", file=sys.stderr)
         return 2

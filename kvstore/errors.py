@@ -144,6 +144,25 @@ class LockNotOwnedError(LockError):
     kind = "lock_not_owned"
 
 
+# -- robustness limits (issue 10) ---------------------------------------------
+
+class LimitError(KvError):
+    """The server refused a request or a connection at one of its limits: a
+    reply over its reply limit (nothing was changed), too many clients, or a
+    connection's input or output over its budget (the connection is closed)."""
+
+    kind = "limit"
+
+
+class ServerOutOfMemoryError(ServerError):
+    """The server process ran out of memory while running the request (an
+    allocation failed): the request was refused, the connection goes on."""
+
+    kind = "server_memory"
+
+
+__all__ += ["LimitError", "ServerOutOfMemoryError"]
+
 def error_class(kind: str) -> type[KvError]:
     """The class registered for a wire ``kind``; ``KvError`` for kinds this
     version does not know, so a newer server never breaks an older client."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import select
 import socket
 import ssl
 import time
@@ -33,7 +34,7 @@ from typing import Any
 
 from kvstore._engine import Engine, KeySpace
 from kvstore._protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_PORT, FRAMINGS, ServerStats
-from kvstore.errors import InvalidArgumentError
+from kvstore.errors import InvalidArgumentError, LimitError
 
 __all__ = ["Endpoint", "Server", "ServerConnection"]
 
@@ -48,6 +49,18 @@ IDLE_CHECKS_PER_TIMEOUT = 4
 # How long wait_closed() lets connections flush their replies before
 # dropping them.
 SHUTDOWN_GRACE_S = 5.0
+# -- limits (issue 10) ----------------------------------------------------------
+# Defaults of the per-connection limits (docs/protocol.md, "Limits"). None: off.
+DEFAULT_MAX_CLIENTS = 10000               # redis's maxclients
+DEFAULT_FRAME_TIMEOUT_S = 30.0            # a started request must be complete by then
+DEFAULT_MAX_INPUT_BUFFERS = 1 << 30       # unfinished requests of all connections together
+DEFAULT_CLIENT_OUTPUT_GRACE_S = 10.0      # over --client-output-limit this long: closed
+# A connection being closed gets this long to flush what it has (an error
+# saying why, the replies so far), then it is aborted: close() alone waits
+# forever for a client that does not read.
+CLOSE_GRACE_S = 1.0
+# The limits sweep (frame deadlines, output over its limit) runs this often.
+LIMITS_SWEEP_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,9 @@ class ServerConnection(asyncio.Protocol):
     """One client connection: bytes in, its framing's replies out."""
 
     __slots__ = ("server", "loop", "endpoint", "processor", "transport", "peer", "seen_bytes",
-                 "quiet_since", "writing_paused")
+                 "quiet_since", "writing_paused",
+                 # -- limits (issue 10)
+                 "pending_seen", "frame_since", "over_since", "dropped", "fd")
 
     def __init__(self, server: Server, loop: asyncio.AbstractEventLoop,
                  endpoint: Endpoint) -> None:
@@ -85,13 +100,20 @@ class ServerConnection(asyncio.Protocol):
         self.loop = loop
         self.endpoint = endpoint
         self.processor = FRAMINGS[endpoint.framing](server.engine, server.max_payload,
-                                                    server.stats, server.figures)
+                                                    server.stats, server.figures,
+                                                    max_reply=server.max_reply)
         self.transport: Any = None
         self.peer: Any = None
         # For the idle sweep: (bytes received, write buffer size) when last looked at.
         self.seen_bytes: tuple[int, int] = (0, 0)
         self.quiet_since = 0.0
         self.writing_paused = False
+        # -- limits (issue 10)
+        self.pending_seen = 0        # processor.pending_bytes as last counted in the budget
+        self.frame_since: float | None = None   # when the unfinished request started
+        self.over_since: float | None = None    # since when unsent replies are over the limit
+        self.dropped = False         # being closed by the server (logged once)
+        self.fd = -1                 # the socket's, to see a hang-up while reading is paused
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -100,20 +122,25 @@ class ServerConnection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Replies are whole when written: nothing to gain from Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None:  # -- limits (issue 10)
+            self.fd = sock.fileno()
         self.server._opened(self)
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(self.processor.feed(data))
         if self.processor.framing_lost or self.processor.has_backlog:
             self._stalled()
+        # -- limits (issue 10): the same for every framing
+        if self.processor.pending_bytes != self.pending_seen:
+            self._pending_changed()
+        if self.server.client_output_limit is not None:
+            self._check_output()
 
     def _stalled(self) -> None:
         if self.processor.framing_lost:
             # close(), not abort(): the INVALID reply saying why goes out
             # first. Reading stops at once: the payload is never read.
-            log.info("closing %s: a frame declared more than %d payload bytes",
-                     self.peer, self.server.max_payload)
-            self.transport.close()
+            self.drop(f"a frame declared more than {self.server.max_payload} payload bytes")
         elif self.processor.has_backlog:
             # The processor stopped at its output cap: no more requests are
             # read until the ones it holds are answered.
@@ -124,9 +151,17 @@ class ServerConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _run_backlog(self) -> None:
+        # -- limits (issue 10): reading is paused while a backlog runs, so a
+        # client that hung up would go unseen until all its work is done
+        # (pipelined FLUSHes: seconds for nobody); one poll() per turn sees it.
+        if self.fd >= 0 and not self.transport.is_closing() and _hung_up(self.fd):
+            self.drop("the client hung up with requests left to run", now=True)
+            return
         if not self.transport.is_closing():
             self.transport.write(self.processor.feed(b""))
             self._stalled()
+            if self.server.client_output_limit is not None:
+                self._check_output()
 
     # Flow control: a client that sends faster than it reads stops being read
     # until its replies have drained.
@@ -140,6 +175,63 @@ class ServerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._closed(self)
+        # -- limits (issue 10)
+        self.server._input_total -= self.pending_seen
+        self.pending_seen = 0
+
+    # -- limits (issue 10) ------------------------------------------------------
+
+    def drop(self, reason: str, *, refusal: str | None = None, now: bool = False) -> None:
+        """Close this connection for good, logged once: ``refusal`` (an error
+        message) is sent first as an error reply of kind "limit"; ``now``
+        aborts at once (its unsent replies are the problem), otherwise what it
+        has gets CLOSE_GRACE_S to go out before the abort."""
+        if self.dropped:
+            return
+        self.dropped = True
+        log.info("closing %s: %s", self.peer, reason)
+        if now:
+            self.transport.abort()
+            return
+        if refusal is not None:
+            self.transport.write(self.processor.error_frame(LimitError.kind, refusal))
+        self.transport.close()
+        self.loop.call_later(CLOSE_GRACE_S, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self in self.server._connections:
+            self.transport.abort()
+
+    def _pending_changed(self) -> None:
+        # An unfinished request: it has until the frame deadline to complete,
+        # and all of them together share the input budget.
+        server = self.server
+        pending = self.processor.pending_bytes
+        server._input_total += pending - self.pending_seen
+        if not pending:
+            self.frame_since = None
+        elif not self.pending_seen:
+            self.frame_since = self.loop.time()
+        self.pending_seen = pending
+        if (server.max_input_buffers is not None
+                and server._input_total > server.max_input_buffers):
+            self.drop(f"unfinished requests of all connections over {server.max_input_buffers} "
+                      "bytes", refusal="the server's input buffers are full; "
+                      "closing the connection")
+
+    def _check_output(self) -> None:
+        limit = self.server.client_output_limit
+        assert limit is not None
+        if self.transport.get_write_buffer_size() <= limit:
+            self.over_since = None
+        elif self.over_since is None:
+            self.over_since = self.loop.time()
+            if self.server.client_output_grace == 0:
+                self._output_over()
+
+    def _output_over(self) -> None:
+        self.drop(f"unsent replies over {self.server.client_output_limit} bytes for "
+                  f"{self.server.client_output_grace:g} s", now=True)
 
 
 class Server:
@@ -161,7 +253,14 @@ class Server:
                  port: int = DEFAULT_PORT, max_payload: int = DEFAULT_MAX_PAYLOAD,
                  idle_timeout: float | None = None,
                  expiry_budget_ms: float = HOUSEKEEPING_BUDGET_MS,
-                 endpoints: Sequence[Endpoint] | None = None) -> None:
+                 endpoints: Sequence[Endpoint] | None = None,
+                 # -- limits (issue 10)
+                 max_clients: int | None = DEFAULT_MAX_CLIENTS,
+                 max_reply: int | None = None,
+                 client_output_limit: int | None = None,
+                 client_output_grace: float = DEFAULT_CLIENT_OUTPUT_GRACE_S,
+                 frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT_S,
+                 max_input_buffers: int | None = DEFAULT_MAX_INPUT_BUFFERS) -> None:
         if endpoints is None:
             endpoints = [Endpoint(host, port)]
         endpoints = list(endpoints)
@@ -176,9 +275,18 @@ class Server:
         self.idle_timeout = idle_timeout
         self.expiry_budget_ms = _positive("expiry_budget_ms", expiry_budget_ms)
         self.stats = ServerStats()
+        # -- limits (issue 10)
+        self.max_clients = _count_or_none("max_clients", max_clients)
+        self.max_reply = max_reply
+        self.client_output_limit = _count_or_none("client_output_limit", client_output_limit)
+        self.client_output_grace = _not_negative("client_output_grace", client_output_grace)
+        self.frame_timeout = (None if frame_timeout is None
+                              else _positive("frame_timeout", frame_timeout))
+        self.max_input_buffers = _count_or_none("max_input_buffers", max_input_buffers)
+        self._input_total = 0        # pending_bytes of every connection
         # Checks engine and max_payload by the framings' own rules, before any client comes.
         for framing in {e.framing for e in endpoints}:
-            FRAMINGS[framing](self.engine, max_payload, self.stats)
+            FRAMINGS[framing](self.engine, max_payload, self.stats, max_reply=max_reply)
         self._connections: set[ServerConnection] = set()
         self._connections_total = 0
         self._started_at: float | None = None
@@ -216,11 +324,16 @@ class Server:
         }
 
     def _opened(self, conn: ServerConnection) -> None:
+        # -- limits (issue 10): counted before this one joins
+        full = self.max_clients is not None and len(self._connections) >= self.max_clients
         self._connections.add(conn)
         self._connections_total += 1
         conn.quiet_since = self._loop.time() if self._loop else 0.0
         if self._closing:
             conn.transport.close()
+        elif full:
+            conn.drop(f"over --max-clients {self.max_clients}",
+                      refusal=f"max number of clients reached ({self.max_clients})")
 
     def _closed(self, conn: ServerConnection) -> None:
         self._connections.discard(conn)
@@ -254,6 +367,9 @@ class Server:
         self._housekeeping_tick()
         if self.idle_timeout is not None:
             self._idle_sweep()
+        # -- limits (issue 10)
+        if self.frame_timeout is not None or self.client_output_limit is not None:
+            self._limits_sweep()
         for endpoint, (host, port) in zip(self.endpoints, self.addresses):
             log.debug("listening on %s:%d (%s%s)", host, port, endpoint.framing,
                      ", TLS" if endpoint.tls is not None else "")
@@ -332,9 +448,58 @@ class Server:
                 conn.seen_bytes = progress
                 conn.quiet_since = now
             elif now - conn.quiet_since >= timeout:
-                log.info("closing %s: idle for %g s", conn.peer, timeout)
-                conn.transport.close()
+                # -- limits (issue 10): closed for real (aborted after a grace
+                # when it does not read), logged once.
+                conn.drop(f"idle for {timeout:g} s")
         self._schedule("idle", timeout / IDLE_CHECKS_PER_TIMEOUT, self._idle_sweep)
+
+    # -- limits (issue 10) ---------------------------------------------------------
+
+    def _limits_sweep(self) -> None:
+        # Frame deadlines and output over its limit for longer than the grace;
+        # O(connections) four times a second, nothing per request.
+        assert self._loop is not None
+        now = self._loop.time()
+        frame_timeout = self.frame_timeout
+        grace = self.client_output_grace
+        for conn in list(self._connections):
+            if conn.dropped:
+                continue
+            if (frame_timeout is not None and conn.frame_since is not None
+                    and now - conn.frame_since >= frame_timeout):
+                conn.drop(f"a request unfinished after {frame_timeout:g} s",
+                          refusal=f"a request must be complete within {frame_timeout:g} s of "
+                                  "its first byte; closing the connection")
+            elif self.client_output_limit is not None:
+                conn._check_output()
+                if conn.over_since is not None and now - conn.over_since >= grace:
+                    conn._output_over()
+        self._schedule("limits", LIMITS_SWEEP_S, self._limits_sweep)
+
+
+# -- limits (issue 10)
+_HANG_UP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def _hung_up(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, _HANG_UP)
+    return bool(poller.poll(0))
+
+
+def _count_or_none(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive int or None, not {value!r}")
+    return value
+
+
+def _not_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value < math.inf):
+        raise InvalidArgumentError(f"{name} must be a number >= 0, not {value!r}")
+    return float(value)
 
 
 def _positive(name: str, value: object) -> float:

@@ -34,6 +34,9 @@ cdef enum:
 
     # Largest count a scan() step accepts (a hint; work per step is 10x it).
     SCAN_MAX_COUNT = 1048576
+    # -- issue 10: one SCAN step stops once its keys pass this many bytes
+    # (bounds the reply and the memory of a step whatever count asks).
+    SCAN_STEP_MAX_BYTES = 1048576
 
     # remaining_ms() answers for keys without a ttl, and for missing keys.
     TTL_NO_EXPIRY = -1

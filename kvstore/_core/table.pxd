@@ -78,6 +78,7 @@ ctypedef struct ScanFilter:
     Py_ssize_t found             # keys written to the output so far
     Py_ssize_t work              # buckets visited + entries looked at (the step's bound)
     uint64_t glob_steps          # work done by the matcher (tests bound it)
+    Py_ssize_t max_bytes         # issue 10: the step stops once its keys pass this many bytes
 
 
 # The table pair: the table plus, during an incremental resize, the old table

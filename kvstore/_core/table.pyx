@@ -684,7 +684,9 @@ cdef uint64_t tp_scan(TablePair* p, uint64_t cursor, ScanFilter* f, Py_ssize_t c
                 v = scan_next_cursor(v, m1)
                 if not (v & (m0 ^ m1)):
                     break
-        if v == 0 or f.found >= count or f.work >= limit:
+        # The byte bound (issue 10): keys are up to 64 KiB each, so a count
+        # alone would let one step collect gigabytes.
+        if v == 0 or f.found >= count or f.work >= limit or out._length >= f.max_bytes:
             return v
 
 

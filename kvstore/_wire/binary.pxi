@@ -99,9 +99,10 @@ cdef class Processor:
     """
 
     def __init__(self, KeySpace engine not None, max_payload=DEFAULT_MAX_PAYLOAD,
-                 ServerStats stats=None, server_info=None):
+                 ServerStats stats=None, server_info=None, max_reply=None):
         self.max_payload = _payload_limit(max_payload)
-        self.ex = Executor(engine, stats, server_info)
+        self.ex = Executor(engine, stats, server_info, max_reply)
+        self._unsent_at = -1
         self.pending = WriteBuffer.new()
         self.out = WriteBuffer.new()
         self.framing_lost = False
@@ -113,23 +114,57 @@ cdef class Processor:
 
     @property
     def has_backlog(self):
-        """feed() stopped at its output cap with frames left to run: call
+        """feed() stopped at its output cap or its turn's work budget with
+        work left (frames to run, a FLUSH going on, replies to hand out): call
         feed(b"") again once the replies so far are written."""
-        return self._held is not None
+        return self._held is not None or self.ex.flushing or self._unsent_at >= 0
+
+    # -- limits (issue 10): what a server needs whatever the framing --------
+
+    @property
+    def max_reply(self):
+        """The largest reply payload this connection is given (LimitError beyond)."""
+        return self.ex.max_reply
+
+    @property
+    def pending_bytes(self):
+        """Bytes of a request received but not complete yet (the server's
+        frame deadline and input budget watch it)."""
+        return self.pending._length
+
+    def error_frame(self, kind, message):
+        """One error reply of this framing, for a server refusing the
+        connection itself (too many clients, a limit) before closing it."""
+        cdef WriteBuffer buf = WriteBuffer.new()
+        _error_reply(buf, ST_ERROR, kind, message)
+        return buf.to_bytes()
+
+    def _fail_next_output(self):
+        """Test-only: the next copy of the replies raises MemoryError, as a
+        full heap would."""
+        self._fail_output = True
 
     def feed(self, data=b""):
-        """Run every complete frame; the replies, to be written in one piece."""
+        """Run the complete frames (up to this turn's output and work caps);
+        the replies, to be written in one piece."""
         cdef Py_ssize_t length
         cdef Py_ssize_t used = 0
         cdef const char* p
         cdef WriteBuffer out = self.out
+        cdef Executor ex = self.ex
         if self.framing_lost:
             return b""
         if not PyBytes_CheckExact(data):
             data = bytes(data)
         length = PyBytes_GET_SIZE(data)
         self.bytes_received += <uint64_t>length
-        self.ex.stats.bytes_in += <uint64_t>length
+        ex.stats.bytes_in += <uint64_t>length
+        if self._unsent_at >= 0:
+            # Replies of frames that ran are still being handed out; new
+            # input (reading is paused meanwhile: rare) waits behind them.
+            if length:
+                self._hold(data, 0)
+            return self._next_unsent()
         if self._held is not None:
             # Frames an earlier feed left unrun go first. Reading is paused
             # meanwhile, so joining them with new bytes is the rare case.
@@ -141,22 +176,88 @@ cdef class Processor:
         p = PyBytes_AS_STRING(data)
         length = PyBytes_GET_SIZE(data)
         out.clear()
+        ex.new_turn()
+        self._capped = False
+        if ex.flushing:
+            # A FLUSH that did not finish in an earlier turn goes on first;
+            # the frames after it wait until it has its reply.
+            self._reply_at = out._length
+            try:
+                if ex.flush_continue():
+                    self._reply_u64(<uint64_t>ex.flush_removed)
+            except Exception as error:
+                self._answer_failure(error)
+            if ex.flushing:
+                self._hold(data, used)
+                return self._output()
         if self.pending._length:
             used = self._fill_pending(p, length)
         if used < length and not self.framing_lost:
-            used += self._process(p + used, length - used)
+            if not self._capped:
+                used += self._process(p + used, length - used)
             if used < length and not self.framing_lost:
                 if self._capped:
-                    self._held = data
-                    self._held_pos = used
+                    self._hold(data, used)
                 else:
                     # An incomplete frame whose header (if whole) passed the limit.
-                    self.pending.write_raw(p + used, length - used)
+                    try:
+                        self.pending.write_raw(p + used, length - used)
+                    except MemoryError:
+                        self._lose_framing_oom()
+        return self._output()
+
+    cdef int _hold(self, bytes data, Py_ssize_t used) except -1:
+        # Input not run yet waits for the next turn (after any held before).
+        if used >= PyBytes_GET_SIZE(data):
+            return 0
+        if self._held is not None:
+            data = self._held[self._held_pos:] + data[used:]
+            used = 0
+        self._held = data
+        self._held_pos = used
+        return 0
+
+    cdef object _output(self):
+        cdef WriteBuffer out = self.out
+        self.last_feed_work = self.ex.work
         self.ex.stats.bytes_out += <uint64_t>out._length
-        result = out.to_bytes()
+        try:
+            if self._fail_output:
+                self._fail_output = False
+                raise MemoryError("simulated")
+            result = out.to_bytes()
+        except MemoryError:
+            # The frames ran: their replies must go out, in pieces small
+            # enough to be allocated (redis's reply list of 16 KiB blocks).
+            self._unsent_at = 0
+            return self._next_unsent()
         if out._size > KEEP_BUFFER_BYTES:
             out.reset()
         return result
+
+    cdef object _next_unsent(self):
+        cdef WriteBuffer out = self.out
+        cdef Py_ssize_t size = min(<Py_ssize_t>UNSENT_CHUNK_BYTES, out._length - self._unsent_at)
+        try:
+            chunk = PyBytes_FromStringAndSize(out._buf + self._unsent_at, size)
+        except MemoryError:
+            return b""                   # has_backlog still: tried again next turn
+        self._unsent_at += size
+        if self._unsent_at >= out._length:
+            self._unsent_at = -1
+            out.clear()
+            if out._size > KEEP_BUFFER_BYTES:
+                out.reset()
+        return chunk
+
+    cdef int _lose_framing_oom(self) except -1:
+        # A frame that cannot be buffered cannot be skipped either: framing is
+        # lost, said so with an out-of-memory reply.
+        self.framing_lost = True
+        self.pending.reset()
+        self._reply_at = self.out._length
+        return _error_reply(self.out, ST_ERROR, ServerOutOfMemoryError.kind,
+                            "out of memory buffering a request; closing the connection")
 
     cdef Py_ssize_t _process(self, const char* data, Py_ssize_t length) except -1:
         # Frames from data until the first incomplete one; the bytes consumed.
@@ -187,7 +288,7 @@ cdef class Processor:
             self._dispatch(<uint8_t>frame[0], frame + HEADER_BYTES, payload_length)
             pos = self._next
             # Checked after a frame, so every call runs at least one.
-            if self.out._length >= MAX_FEED_OUTPUT_BYTES:
+            if self.out._length >= MAX_FEED_OUTPUT_BYTES or self.ex.over_budget():
                 self._capped = True
                 break
         return pos
@@ -209,7 +310,11 @@ cdef class Processor:
             self._lose_framing(payload_length)
             return used
         take = min(HEADER_BYTES + <Py_ssize_t>payload_length - pending._length, length - used)
-        pending.write_raw(data + used, take)
+        try:
+            pending.write_raw(data + used, take)
+        except MemoryError:
+            self._lose_framing_oom()
+            return used
         used += take
         if pending._length == HEADER_BYTES + <Py_ssize_t>payload_length:
             self._process(pending._buf, pending._length)
@@ -236,7 +341,7 @@ cdef class Processor:
             kind = error.kind
             message = str(error)
         elif isinstance(error, MemoryError):
-            kind = "server"
+            kind = ServerOutOfMemoryError.kind
             message = f"out of memory: {error}" if str(error) else "out of memory"
         else:
             kind = "server"
@@ -297,6 +402,8 @@ cdef class Processor:
         _expect_end(rd)
         if op == OP_GET:
             if self.ex.get(key, key_length, &value, &value_length):
+                if value_length > self.ex.max_reply:
+                    self.ex.check_reply(value_length)
                 # Copied now: the pointer lives only until the next Core call.
                 return self._reply(ST_OK, value, value_length)
             return self._reply(ST_NULL, NULL, 0)
@@ -378,27 +485,37 @@ cdef class Processor:
         return self._reply_u8(self.ex.delete_if_equal(key, key_length, expected, expected_length))
 
     cdef int _mget(self, Reader* rd) except -1:
+        # Sized before it is built: the Executor refuses a reply over the
+        # limit before any memory is committed to it (a 327-byte MGET naming
+        # one 8 MiB key 64 times would otherwise build 512 MiB).
         cdef WriteBuffer out = self.out
         cdef Py_ssize_t count = _read_count(rd, MIN_KEY_ITEM_BYTES)
-        cdef Py_ssize_t length_at = out.start_frame(ST_OK)
-        cdef Py_ssize_t i, key_length, value_length
-        cdef const char* key
-        cdef const char* value
-        out.write_u16(<uint16_t>count)
+        cdef Arg* keys = self.ex.arg_array(2 * count)
+        cdef Arg* values = keys + count
+        cdef Py_ssize_t i, total
+        cdef char* p
         for i in range(count):
-            key = _read_key(rd, &key_length)
-            if self.ex.get(key, key_length, &value, &value_length):
-                if <uint64_t>(out._length - length_at + value_length) > U32_MAX:
-                    raise ValueTooLargeError("MGET reply would be over 4 GiB; ask for fewer keys")
-                _room(out, value_length)
-                memcpy(out._buf + out._length, value, value_length)
-                out._length += value_length
-            else:
-                _room(out, 1)
-                out._buf[out._length] = <char>TAG_NULL
-                out._length += 1
+            keys[i].ptr = _read_key(rd, &keys[i].length)
         _expect_end(rd)
-        return out.end_frame(length_at)
+        # 2 for the count; a missing value is one TAG_NULL byte.
+        total = self.ex.mget(keys, count, values, 2, 1)
+        _room(out, HEADER_BYTES + total)
+        p = out._buf + out._length
+        p[0] = <char>ST_OK
+        p += HEADER_BYTES
+        kv_store_u16(p, <uint16_t>count)
+        p += 2
+        for i in range(count):
+            if values[i].ptr != NULL:
+                memcpy(p, values[i].ptr, values[i].length)
+                p += values[i].length
+            else:
+                p[0] = <char>TAG_NULL
+                p += 1
+        kv_store_u32(out._buf + out._length + 1, <uint32_t>(p - out._buf - out._length - HEADER_BYTES))
+        out._length = p - out._buf
+        self.ex.done_with_args()
+        return 0
 
     cdef int _mset(self, Reader* rd) except -1:
         # The whole payload is parsed (every key and value checked) before
@@ -450,7 +567,12 @@ cdef class Processor:
         cdef Py_ssize_t prefix_length = rd_u16(rd)
         cdef const char* prefix = rd_raw(rd, prefix_length) if prefix_length else NULL
         _expect_end(rd)
-        return self._reply_u64(<uint64_t>self.ex.flush(prefix, prefix_length))
+        # A prefix flush runs in bounded steps: when it does not finish in this
+        # turn, _run_frames stops (over_budget) and feed() finishes it first
+        # in the next turns, then writes this reply.
+        if self.ex.flush_begin(prefix, prefix_length):
+            return self._reply_u64(<uint64_t>self.ex.flush_removed)
+        return 0
 
     cdef int _scan(self, Reader* rd) except -1:
         # cursor u64 | count u32 | prefix_len u16 + prefix | has_match u8
@@ -465,6 +587,7 @@ cdef class Processor:
         cdef list keys = []
         cdef WriteBuffer out = self.out
         cdef Py_ssize_t length_at
+        cdef Py_ssize_t size
         if has_match > 1:
             raise ProtocolError(f"SCAN's has_match byte 0x{has_match:02x} is neither 0 nor 1")
         if has_match:
@@ -473,6 +596,10 @@ cdef class Processor:
                                                 match_length)
         _expect_end(rd)
         cursor = self.ex.scan(cursor, prefix, prefix_length, pattern, count, keys)
+        size = 12
+        for key in keys:
+            size += 2 + PyBytes_GET_SIZE(key)
+        self.ex.check_reply(size)
         length_at = out.start_frame(ST_OK)
         out.write_u64(cursor)
         out.write_u32(<uint32_t>len(keys))

@@ -1,3 +1,5 @@
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec  # -- limits (issue 10)
+
 # The executor: the one way from a parsed request to the engine, whatever
 # framing it came in (redis's processCommand and the command procs).
 #
@@ -55,7 +57,8 @@ cdef int _refuse_value_size(Py_ssize_t i, Py_ssize_t length) except -1:
 cdef class Executor:
     """The command executor of one connection (see _wire/executor.pxi)."""
 
-    def __init__(self, KeySpace engine not None, ServerStats stats=None, server_info=None):
+    def __init__(self, KeySpace engine not None, ServerStats stats=None, server_info=None,
+                 max_reply=None):
         if engine._prefix:
             raise InvalidArgumentError("a server serves a whole Engine, not a namespace view")
         if server_info is not None and not callable(server_info):
@@ -67,12 +70,17 @@ cdef class Executor:
         self.server_info = server_info
         self.authenticated = True
         self.args = WriteBuffer.new()
+        # -- limits (issue 10)
+        self.max_reply = _reply_limit(max_reply)
+        self.work = 0
+        self.flushing = False
 
     # -- the gate every request passes ------------------------------------
 
     cdef inline int admit(self, int row) except -1:
         cdef uint32_t flags = _SPECS[row].flags
         self.calls[row] += 1
+        self.work += 1
         if row == CMD_UNKNOWN:
             return 0
         # GATE: the checks on the command's flags. Issue 14 (AUTH) refuses
@@ -160,6 +168,7 @@ cdef class Executor:
         # All or nothing (redis's msetGenericCommand): every value is checked
         # before the first write, and the writes are one batch for the log.
         cdef Py_ssize_t i
+        self.work += count
         for i in range(count):
             if items[2 * i + 1].length > MAX_VALUE_BYTES:
                 _refuse_value_size(i, items[2 * i + 1].length)
@@ -175,6 +184,7 @@ cdef class Executor:
     cdef Py_ssize_t mdel(self, const Arg* keys, Py_ssize_t count) except -1:
         cdef Py_ssize_t i
         cdef Py_ssize_t removed = 0
+        self.work += count
         self.core.batch_begin()
         try:
             for i in range(count):
@@ -194,7 +204,10 @@ cdef class Executor:
         # as Engine's namespace views do. UINT64_MAX is never a cursor.
         if cursor == 0xFFFFFFFFFFFFFFFF:
             raise InvalidArgumentError("cursor must be one returned by SCAN")
-        return self.core.scan(cursor, prefix, prefix_length, pattern, count, out)
+        self.work += count
+        # Half the reply limit for the keys: a step may go over by a bucket.
+        return self.core.scan_limited(cursor, prefix, prefix_length, pattern, count,
+                                      self.max_reply // 2, out)
 
     cdef dict info(self):
         # Engine figures, then the server's, then the figures of the requests.
@@ -205,3 +218,99 @@ cdef class Executor:
         info["bytes_in"] = self.stats.bytes_in
         info["bytes_out"] = self.stats.bytes_out
         return info
+
+    # -- limits (issue 10) ----------------------------------------------------
+
+    cdef int new_turn(self) except -1:
+        self.work = 0
+        return 0
+
+    cdef bint over_budget(self) noexcept:
+        return self.work >= MAX_TURN_WORK or self.flushing
+
+    cdef int check_reply(self, Py_ssize_t size) except -1:
+        if size > self.max_reply:
+            raise LimitError(f"the reply would be {size} bytes, over the server's reply limit "
+                             f"of {self.max_reply} bytes; ask for less at a time")
+        return 0
+
+    cdef Py_ssize_t mget(self, const Arg* keys, Py_ssize_t count, Arg* values,
+                         Py_ssize_t fixed, Py_ssize_t per_item) except -1:
+        # Pointers first, bytes after: the sum is known before any byte of the
+        # reply is committed. Looking up other keys never moves or frees a
+        # found entry (only an expired one, which was not found), so the
+        # pointers stay valid until the framing has copied them.
+        cdef Py_ssize_t i
+        cdef Py_ssize_t total = fixed + per_item * count
+        self.work += count
+        for i in range(count):
+            if self.core.lookup(keys[i].ptr, keys[i].length, &values[i].ptr, &values[i].length):
+                total += values[i].length
+            else:
+                values[i].ptr = NULL
+                values[i].length = 0
+        self.check_reply(total)
+        return total
+
+    cdef int flush_begin(self, const char* prefix, Py_ssize_t prefix_length) except -1:
+        if prefix_length == 0:
+            self.flush_removed = self.flush(NULL, 0)
+            return 1
+        self.flush_prefix = PyBytes_FromStringAndSize(prefix, prefix_length)
+        self.flush_cursor = 0
+        self.flush_removed = 0
+        self.flushing = True
+        return self._flush_steps()
+
+    cdef int flush_continue(self) except -1:
+        self.core.begin()
+        return self._flush_steps()
+
+    cdef int _flush_steps(self) except -1:
+        # Small steps until the scan is complete, this turn's work budget is
+        # spent or about a millisecond has gone: the scan's cursor jumps
+        # across the table, so a step's cost in time varies tenfold with the
+        # cache (benchmarks/server.py's flush row), and the clock bounds it.
+        cdef Py_ssize_t step_work
+        cdef double started = _turn_clock_us()
+        try:
+            while True:
+                step_work = 0
+                self.flush_cursor = self.core.remove_prefixed_step(
+                    PyBytes_AS_STRING(self.flush_prefix), PyBytes_GET_SIZE(self.flush_prefix),
+                    self.flush_cursor, FLUSH_STEP_KEYS, &self.flush_removed, &step_work)
+                # A bucket visited costs about twice a small request, so it counts twice.
+                self.work += 2 * step_work
+                if self.flush_cursor == 0:
+                    self.flushing = False
+                    self.flush_prefix = None
+                    return 1
+                if self.work >= MAX_TURN_WORK or _turn_clock_us() - started >= TURN_TIME_US:
+                    return 0
+        except BaseException:
+            self.flushing = False
+            self.flush_prefix = None
+            raise
+
+
+cdef inline double _turn_clock_us() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3
+
+
+cdef object LimitError = _errors.LimitError
+cdef object ServerOutOfMemoryError = _errors.ServerOutOfMemoryError
+# A reply limit by default as large as the request limit: any value a client
+# could store fits in a reply, a batch of them can not amplify past it.
+DEFAULT_MAX_REPLY = DEFAULT_MAX_PAYLOAD_BYTES
+
+
+cdef Py_ssize_t _reply_limit(object max_reply) except -1:
+    if max_reply is None:
+        return DEFAULT_MAX_PAYLOAD_BYTES
+    if isinstance(max_reply, bool) or not isinstance(max_reply, int) or not (
+            0 < max_reply <= U32_MAX):
+        raise InvalidArgumentError(
+            f"max_reply must be an int from 1 to {U32_MAX} bytes, not {max_reply!r}")
+    return max_reply
