@@ -90,12 +90,12 @@ cdef class Core:
     cdef bint delivering_evictions
     # Before a batch (mset): make room for `need` bytes and `new_keys` keys at
     # once, or raise OutOfMemoryError before any of it is written; the
-    # batch's stores then evict no more. end_reserve() closes it.
+    # batch's stores then are never refused. end_reserve() closes it.
     cdef int reserve(self, size_t need, Py_ssize_t new_keys) except -1
     cdef void end_reserve(self) noexcept
-    # What an entry for this key and value would be charged (evict.h).
-    cdef size_t entry_charge(self, Py_ssize_t key_length, Py_ssize_t value_length,
-                             bint has_ttl) noexcept
+    # Add one batch item's growth to (*need, *new_keys), for reserve().
+    cdef void batch_item(self, const char* key, Py_ssize_t key_length, Py_ssize_t value_length,
+                         bint has_ttl, size_t* need, Py_ssize_t* new_keys) noexcept
     # -- end eviction
 
     # Start of every call: read the clock once and take a bounded step of

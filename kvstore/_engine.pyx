@@ -359,7 +359,7 @@ cdef class Core:
         if ttl_ms > 0:
             deadline = self.now() + ttl_ms
         # -- eviction (issue 12): room first, or OutOfMemoryError with nothing written
-        if self.ev.active and not self.ev.batch:
+        if self.ev.active:
             if ev_write_room(self, key_length, value_length, ttl_ms > 0, old) and old != NULL:
                 old = self._find(key, key_length, &ref)
         # -- end eviction
@@ -411,7 +411,7 @@ cdef class Core:
             return 0
         encoded[0] = <char>TAG_INT
         kv_store_u64(encoded + 1, <uint64_t>result[0])
-        if self.ev.active and not self.ev.batch:      # -- eviction (issue 12)
+        if self.ev.active:      # -- eviction (issue 12)
             ev_write_room(self, key_length, INT_VALUE_BYTES, False, NULL)
         self._put(key, key_length, encoded, INT_VALUE_BYTES, False, 0, NULL, &ref)
         self._mutated(MUT_INCR, key, key_length, encoded, INT_VALUE_BYTES, 0)
@@ -469,7 +469,7 @@ cdef class Core:
                 f"encoded value is {value_length} bytes, the limit is {MAX_VALUE_BYTES}")
         e = self._find_live(key, key_length, &ref)
         # -- eviction (issue 12): room first, or OutOfMemoryError with nothing written
-        if self.ev.active and not self.ev.batch:
+        if self.ev.active:
             if ev_write_room(self, key_length, value_length, ttl_ms > 0, e) and e != NULL:
                 e = self._find(key, key_length, &ref)
         # -- end eviction
@@ -715,9 +715,9 @@ cdef class Core:
     cdef void end_reserve(self) noexcept:
         self.ev.batch = False
 
-    cdef size_t entry_charge(self, Py_ssize_t key_length, Py_ssize_t value_length,
-                             bint has_ttl) noexcept:
-        return ev_new_charge(key_length, value_length, has_ttl)
+    cdef void batch_item(self, const char* key, Py_ssize_t key_length, Py_ssize_t value_length,
+                         bint has_ttl, size_t* need, Py_ssize_t* new_keys) noexcept:
+        ev_batch_item(self, key, key_length, value_length, has_ttl, need, new_keys)
 
     # -- end eviction
 
@@ -1157,8 +1157,8 @@ cdef class KeySpace:
             if core.ev.active:
                 at = 0
                 for i in range(n):
-                    ev_batch_item(core, buf._buf + at, spans[2 * i] - at,
-                                  spans[2 * i + 1] - spans[2 * i], ttl_ms > 0, &need, &new_keys)
+                    core.batch_item(buf._buf + at, spans[2 * i] - at,
+                                    spans[2 * i + 1] - spans[2 * i], ttl_ms > 0, &need, &new_keys)
                     at = spans[2 * i + 1]
                 core.reserve(need, new_keys)
             # -- end eviction

@@ -19,6 +19,7 @@ from kvstore._address import parse_url
 from kvstore._protocol import DEFAULT_PORT
 from kvstore.errors import KvError
 from kvstore.server import Server
+from kvstore._engine import EVICTION_POLICIES, Engine, parse_memory  # -- eviction (issue 12)
 
 __all__ = ["main"]
 
@@ -46,6 +47,21 @@ def _seconds(text: str) -> float | None:
     return value or None
 
 
+# -- eviction (issue 12)
+def _memory(text: str) -> int:
+    try:
+        return int(parse_memory(text))
+    except KvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of keys: {text!r}")
+    return int(text)
+# -- end eviction
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kvstore-server",
@@ -59,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=_seconds, default=None, metavar="SECONDS",
                         help="close connections that send nothing for this long "
                              "(default 0: never)")
+    # -- eviction (issue 12)
+    parser.add_argument("--max-memory", type=_memory, default=None, metavar="BYTES",
+                        help="bound the engine's used memory (e.g. 2G, 512M); "
+                             "default: no limit")
+    parser.add_argument("--max-keys", type=_count, default=None, metavar="N",
+                        help="bound the number of keys (default: no limit)")
+    parser.add_argument("--eviction", default="noeviction", choices=EVICTION_POLICIES,
+                        help="what goes at a limit (default noeviction, as Redis: writes "
+                             "that need room are refused with an oom error)")
+    # -- end eviction
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--no-uvloop", action="store_true",
@@ -99,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         host, port = _bind_address(args.bind)
-        server = Server(host=host, port=port, max_payload=args.max_payload,
+        # -- eviction (issue 12): the engine with its limits
+        engine = Engine(max_memory=args.max_memory, max_keys=args.max_keys,
+                        eviction=args.eviction)
+        server = Server(engine, host=host, port=port, max_payload=args.max_payload,
                         idle_timeout=args.idle_timeout)
     except KvError as exc:
         print(f"kvstore-server: {exc}", file=sys.stderr)

@@ -42,11 +42,12 @@ def contents(e: Engine) -> dict:
 
 # ---------------------------------------------------------------- interface
 
-def test_limits_parse_like_redis() -> None:
+def test_limits_parse_with_binary_multiples() -> None:
     assert parse_memory("256mb") == 256 * 1024 ** 2
     assert parse_memory("2GB") == 2 * 1024 ** 3
-    assert parse_memory("100k") == 100_000
-    assert parse_memory("1m") == 1_000_000
+    assert parse_memory("2G") == 2 * 1024 ** 3
+    assert parse_memory("100k") == 100 * 1024
+    assert parse_memory("1m") == 1024 ** 2
     assert parse_memory("64MiB") == 64 * 1024 ** 2
     assert parse_memory(12345) == 12345
     assert parse_memory(None) == 0
@@ -167,9 +168,13 @@ def test_model_bound_after_every_call_and_refusals_change_nothing(policy, ops, l
                 clock.now += size / 100
                 e.tick(1.0)
         except OutOfMemoryError:
-            # Refused before anything changed (nothing was evictable).
+            # Refused before the write changed anything (nothing was left to
+            # evict; as in Redis, what could be evicted first may be gone).
             assert policy == "noeviction" or policy in VOLATILE
-            assert contents(e) == before
+            after = contents(e)
+            assert after.items() <= before.items()
+            if policy == "noeviction":
+                assert after == before
         info = e.info()
         assert info["used_memory"] <= limit + WRITE_SLACK
         if max_keys:
@@ -417,3 +422,57 @@ def test_hit_ratio() -> None:
     e.get("a")
     e.get("b")
     assert e.info()["hit_ratio"] == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------- the server
+
+@pytest.fixture
+def limited_server():
+    from tests.conftest import ServerProcess
+
+    srv = ServerProcess("--max-keys", "5", "--max-memory", "64M")
+    yield srv
+    srv.stop()
+    assert srv.proc.returncode == 0
+
+
+@pytest.mark.server
+def test_server_defaults_to_noeviction_and_refuses_with_the_oom_kind(limited_server) -> None:
+    import kvstore
+
+    with kvstore.Client.connect(limited_server.address) as kv:
+        assert kv.config_get() == {"max_memory": 64 * 1024 ** 2, "max_keys": 5,
+                                   "eviction": "noeviction", "eviction_samples": 5}
+        kv.mset({f"k{i}": i for i in range(4)})
+        with pytest.raises(OutOfMemoryError):
+            kv.mset({"k0": 10, "x": 1, "y": 2})          # all or nothing
+        assert kv.mget(["k0", "x", "y"]) == [0, None, None]
+        kv.set("k4", 4)
+        for write in (lambda: kv.set("z", 1), lambda: kv.incr("z"), lambda: kv.setnx("z", 1)):
+            with pytest.raises(OutOfMemoryError):
+                write()
+        assert kv.get("k1") == 1 and kv.expire("k1", 100) and kv.delete("k2")
+        kv.set("z", 26)                                     # room again
+        info = kv.info()
+        assert (info["max_keys"], info["eviction_policy"], info["evicted_keys"]) == (
+            5, "noeviction", 0)
+        assert info["calls"]["CONFIG_GET"] == 1
+        # At runtime: a policy, then a lower limit, evicted down by the
+        # server's housekeeping.
+        kv.config_set({"eviction": "allkeys-lru", "max_keys": 100})
+        for i in range(50):
+            kv.set(f"n{i}", i)
+        kv.config_set({"max_keys": 10})
+        import time
+
+        give_up = time.monotonic() + 10
+        while kv.info()["keys"] > 10 and time.monotonic() < give_up:
+            time.sleep(0.02)
+        assert kv.info()["keys"] <= 10
+        assert kv.config_get()["eviction"] == "allkeys-lru"
+        with pytest.raises(InvalidArgumentError):
+            kv.config_set({"eviction": "sometimes"})
+        with pytest.raises(InvalidArgumentError):
+            kv.config_set({"maxmemory": 1})
+        assert kv.config_get()["max_keys"] == 10
+        assert kv.flush() >= 1

@@ -98,4 +98,4 @@ ctypedef struct Evictor:
     uint32_t* ghost
     size_t ghost_mask            # capacity - 1 (0: no ghost)
     int ghost_shift              # 32 - log2(capacity)
-    bint batch                   # a batch made its room already (mset)
+    bint batch                   # a batch reserved its room (mset): its stores are not refused

@@ -592,15 +592,18 @@ cdef inline size_t ev_new_charge(Py_ssize_t key_length, Py_ssize_t value_length,
 cdef Py_ssize_t ev_write_room(Core c, Py_ssize_t key_length, Py_ssize_t value_length,
                               bint has_ttl, Entry* old) except -1:
     """ev_make_room for one write over old (NULL: a new key). A write that
-    does not grow the entry needs no room and is never refused."""
+    does not grow the entry needs no room and is never refused; nor is a
+    write of a batch that reserved its room (its stores still evict, since
+    the reservation may have evicted keys the batch then writes again)."""
+    cdef bint may_refuse = not c.ev.batch
     cdef size_t charge = ev_new_charge(key_length, value_length, has_ttl)
     cdef size_t old_charge
     if old != NULL:
         old_charge = ev_charge(old)
         if charge <= old_charge:
             return 0
-        return ev_make_room(c, charge - old_charge, 0, old, True)
-    return ev_make_room(c, charge, 1, NULL, True)
+        return ev_make_room(c, charge - old_charge, 0, old, may_refuse)
+    return ev_make_room(c, charge, 1, NULL, may_refuse)
 
 
 cdef int ev_batch_item(Core c, const char* key, Py_ssize_t key_length, Py_ssize_t value_length,
@@ -701,9 +704,9 @@ cdef void ev_release(Core c) noexcept:
 
 
 def parse_memory(value):
-    """A byte count from an int or a string with Redis's units (case-blind):
-    "1k" = 1000, "1kb" = 1024, m/mb, g/gb likewise, and the IEC spellings
-    "KiB", "MiB", "GiB". None or 0: no limit (returned as 0)."""
+    """A byte count from an int or a string: "256M", "2G", "100k", "64mb",
+    "1GiB" (case-blind; every multiple binary, as kvstore-server's sizes,
+    where Redis reads "1m" as 10**6). None or 0: no limit (returned as 0)."""
     if value is None:
         return 0
     if isinstance(value, bool):
@@ -718,7 +721,7 @@ def parse_memory(value):
     text = value.strip().lower()
     units = (("kib", 1024), ("mib", 1024 ** 2), ("gib", 1024 ** 3),
              ("kb", 1024), ("mb", 1024 ** 2), ("gb", 1024 ** 3),
-             ("k", 1000), ("m", 1000 ** 2), ("g", 1000 ** 3), ("b", 1))
+             ("k", 1024), ("m", 1024 ** 2), ("g", 1024 ** 3), ("b", 1))
     factor = 1
     for suffix, f in units:
         if text.endswith(suffix):
