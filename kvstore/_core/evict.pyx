@@ -556,7 +556,8 @@ cdef Py_ssize_t ev_make_room(Core c, size_t need, Py_ssize_t new_keys, Entry* ke
     cdef bint reclaimed = False
     if keep != NULL and ev.pool_n:
         pool_forget(ev, keep)
-    c.now()
+    if c.wheel.count:
+        c.now()         # sampling spots expired keys by it (no ttls: no clock read)
     while True:
         reason = ev_over(c, need, new_keys)
         if reason == 0 or removed >= EVICT_MAX_PER_CALL:
