@@ -354,6 +354,53 @@ def in_process_rows(s: Sizes, missing: Unavailable) -> list[Row]:
     ]
 
 
+# -- eviction (issue 12) -----------------------------------------------------
+
+def eviction_rows(s: Sizes, missing: Unavailable) -> list[Row]:
+    """SET of a fresh key into a store full at its limit (each one evicts),
+    against the same engine without a limit and cachetools' LRUCache at its
+    maxsize (the cache users of an embedded store compare with)."""
+    n = s.store_keys
+    fresh = [b"fresh-%010d" % i for i in range(s.ops * 8)]
+    value = make_values(1)[0]
+    at = [0]
+
+    def full_engine(policy: str | None):
+        engine = require("kvstore", "Engine")()
+        engine.mset(zip(make_keys(n), make_values(n)))
+        if policy is not None:
+            engine.configure(max_memory=engine.info()["used_memory"], eviction=policy)
+        return engine
+
+    def full_lru():
+        cache = require("cachetools", "LRUCache")(maxsize=n)
+        cache.update(zip(make_keys(n), make_values(n)))
+        return cache
+
+    def setter(put):
+        def run():
+            start = at[0] % (len(fresh) - s.ops)
+            at[0] += s.ops
+            for k in fresh[start:start + s.ops]:
+                put(k, value)
+        return per_unit(run, s.ops, 1e9)
+
+    engines = {p: missing.attempt("kvstore Engine", lambda p=p: full_engine(p))
+               for p in (None, "s3fifo", "allkeys-lru")}
+    lru = missing.attempt("cachetools", full_lru)
+    return [Row(IN_PROCESS, f"set, fresh key at the limit ({n:,} keys: evicts one)", "ns/op", False, [
+        missing.contender("kvstore s3fifo", SUBJECT, engines["s3fifo"],
+                          lambda: setter(engines["s3fifo"].set), "kvstore Engine"),
+        missing.contender("kvstore no limit", ANCHOR, engines[None],
+                          lambda: setter(engines[None].set), "kvstore Engine"),
+        missing.contender("LRUCache", ANCHOR, lru, lambda: setter(lru.__setitem__), "cachetools"),
+        missing.contender("kvstore allkeys-lru", REFERENCE, engines["allkeys-lru"],
+                          lambda: setter(engines["allkeys-lru"].set), "kvstore Engine"),
+    ], note="no limit: the same fresh keys make the table grow instead")]
+
+# -- end eviction
+
+
 # --------------------------------------------------------- memory and expiry
 
 
@@ -1187,6 +1234,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             log("preparing in-process stores ...")
             timed_rows = in_process_rows(sizes, missing)
+            timed_rows += eviction_rows(sizes, missing)   # -- eviction (issue 12)
             check_required(timed_rows, required, missing, committed)  # before starting any server
             servers = Servers()
             if args.skip_network:

@@ -30,6 +30,8 @@ from kvstore._protocol import (
     DEFAULT_MAX_PAYLOAD,
     MAX_BATCH_KEYS,
     OP_CAS,
+    OP_CONFIG_GET,  # -- eviction (issue 12)
+    OP_CONFIG_SET,  # -- eviction (issue 12)
     OP_DECR,
     OP_DEL,
     OP_DELETE_IF_EQUAL,
@@ -309,6 +311,19 @@ class Commands(ClientBase):
         self._writer.info()
         return self._call(OP_INFO, READ, None, timeout)
 
+    # -- eviction (issue 12)
+    def config_get(self) -> dict:
+        """The server's limits: max_memory, max_keys, eviction, eviction_samples."""
+        self._writer.config_get()
+        return self._call(OP_CONFIG_GET, READ)
+
+    def config_set(self, settings: Mapping[str, Any]) -> None:
+        """Change the server's limits at runtime, as Engine.configure() does
+        (a lowered limit is evicted down to in bounded steps)."""
+        self._writer.config_set(settings)
+        return self._call(OP_CONFIG_SET, WRITE)
+    # -- end eviction
+
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
              poll_interval: float = 0.05) -> Any:
         """A lock on ``key`` held for at most ``ttl`` seconds: see kvstore.lock.
@@ -430,6 +445,12 @@ class AsyncCommands(ClientBase):
         raise NotImplementedError
 
     async def info(self, *, timeout: float | None = None) -> dict:
+        raise NotImplementedError
+
+    async def config_get(self) -> dict:  # -- eviction (issue 12)
+        raise NotImplementedError
+
+    async def config_set(self, settings: Mapping[str, Any]) -> None:  # -- eviction (issue 12)
         raise NotImplementedError
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,

@@ -15,6 +15,9 @@ from kvstore._codec cimport WriteBuffer
 include "_core/consts.pxi"
 include "_core/table.pxd"
 include "_core/wheel.pxd"
+# -- eviction (issue 12)
+include "_core/evict.pxd"
+# -- end eviction
 
 
 cdef enum StoreMode:
@@ -80,6 +83,20 @@ cdef class Core:
     cdef bint observe_failed     # the observer hook ran out of memory
     cdef bint delivering         # the observer is running (no nested delivery)
     cdef uint64_t debug_calls    # KVSTORE_DEBUG builds: calls seen, to space out checks
+    # -- eviction (issue 12): limits, policy state (_core/evict.pyx)
+    cdef Evictor ev
+    cdef object on_evict         # callable(key, reason) or None
+    cdef WriteBuffer evict_log   # (reason u8, key) per eviction not yet given to on_evict
+    cdef bint delivering_evictions
+    # Before a batch (mset): make room for `need` bytes and `new_keys` keys at
+    # once, or raise OutOfMemoryError before any of it is written; the
+    # batch's stores then are never refused. end_reserve() closes it.
+    cdef int reserve(self, size_t need, Py_ssize_t new_keys) except -1
+    cdef void end_reserve(self) noexcept
+    # Add one batch item's growth to (*need, *new_keys), for reserve().
+    cdef void batch_item(self, const char* key, Py_ssize_t key_length, Py_ssize_t value_length,
+                         bint has_ttl, size_t* need, Py_ssize_t* new_keys) noexcept
+    # -- end eviction
 
     # Start of every call: read the clock once and take a bounded step of
     # housekeeping (migration, expiry). Also hands the test observer what the

@@ -82,12 +82,42 @@ class KeySpace:
 @disjoint_base
 class Engine(KeySpace):
     def __init__(
-        self, clock: Callable[[], float] | None = None, *, reclaim_interval: float | None = None
+        self,
+        clock: Callable[[], float] | None = None,
+        *,
+        reclaim_interval: float | None = None,
+        # -- eviction (issue 12)
+        max_memory: int | str | None = None,
+        max_keys: int | None = None,
+        eviction: str | None = None,
+        on_evict: Callable[[bytes, str], object] | None = None,
     ) -> None: ...
+    # -- eviction (issue 12)
+    def configure(
+        self,
+        *,
+        max_memory: int | str | None = ...,
+        max_keys: int | None = ...,
+        eviction: str = ...,
+        eviction_samples: int = ...,
+        on_evict: Callable[[bytes, str], object] | None = ...,
+    ) -> None: ...
+    def _seed(self, seed: int) -> None: ...
+    # -- end eviction
     def start_reclaimer(self, interval: float = 0.05, budget_ms: float = 1.0) -> None: ...
     def stop_reclaimer(self) -> None: ...
 
 class Namespace(KeySpace): ...
+
+# -- eviction (issue 12)
+EVICTION_POLICIES: tuple[str, ...]
+
+def parse_memory(value: int | str | None) -> int: ...
+def parse_max_keys(value: int | None) -> int: ...
+def parse_policy(value: str) -> int: ...
+def parse_samples(value: int) -> int: ...
+
+# -- end eviction
 
 @final
 class Core:

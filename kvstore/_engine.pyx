@@ -38,9 +38,15 @@ from kvstore.errors import (
     IntegerOverflowError, InvalidArgumentError, InvalidKeyError, ValueTooLargeError,
     WrongTypeError,
 )
+# -- eviction (issue 12)
+from kvstore.errors import OutOfMemoryError
+# -- end eviction
 
 include "_core/table.pyx"
 include "_core/wheel.pyx"
+# -- eviction (issue 12)
+include "_core/evict.pyx"
+# -- end eviction
 
 
 # ---------------------------------------------------------------- arguments
@@ -103,10 +109,14 @@ cdef class Core:
         self.hook_context = NULL
         self.batch_depth = 0
         self.debug_calls = 0
+        # -- eviction (issue 12): no limit until configured (ev is zeroed)
+        self.ev.samples = EVICT_DEFAULT_SAMPLES
+        # -- end eviction
 
     def __dealloc__(self):
         self._free_all()
         tp_release(&self.tables)
+        ev_release(self)     # -- eviction (issue 12)
 
     # ----------------------------------------------------------- the clock
 
@@ -133,6 +143,10 @@ cdef class Core:
         cdef Py_ssize_t budget = STEP_ENTRIES_PER_CALL
         if self.observer is not None:
             self._deliver()
+        # -- eviction (issue 12): the previous call's evictions, before this one
+        if self.evict_log is not None and self.evict_log._length:
+            ev_deliver(self)
+        # -- end eviction
         if KVSTORE_DEBUG:
             self._debug_check()
         self.clock_fresh = False
@@ -151,6 +165,10 @@ cdef class Core:
     cdef int end(self) except -1:
         if self.observer is not None:
             self._deliver()
+        # -- eviction (issue 12): on_evict after the call that evicted
+        if self.evict_log is not None and self.evict_log._length:
+            ev_deliver(self)
+        # -- end eviction
         if KVSTORE_DEBUG:
             self._debug_check()
         return 0
@@ -249,6 +267,10 @@ cdef class Core:
             self._drop(ref)
             self.expired += 1
             return NULL
+        # -- eviction (issue 12): recency / frequency in the entry's spare bytes
+        if e != NULL and self.ev.active:
+            ev_touch(&self.ev, e, &self.rng)
+        # -- end eviction
         return e
 
     cdef int lookup(self, const char* key, Py_ssize_t key_length,
@@ -297,6 +319,7 @@ cdef class Core:
         if e == NULL or not pointer_fits_slot(e):
             entry_free(&self.slab, e)
             raise MemoryError()
+        self.ev.entry_bytes += ev_charge(e)     # -- eviction (issue 12)
         if has_ttl:
             entry_ttl(e).deadline_ms = deadline_ms
             whl_link(&self.wheel, e)
@@ -304,6 +327,7 @@ cdef class Core:
             # Same key, same hash: the new entry takes the old one's slot word
             # (entry_new copied value first, so it may point into old).
             tp_replace(ref, e)
+            ev_replaced(self, old, e)           # -- eviction (issue 12)
             if old.flags & ENTRY_HAS_TTL:
                 whl_unlink(&self.wheel, old)
             entry_free(&self.slab, old)
@@ -313,6 +337,7 @@ cdef class Core:
             self._dispose(e)
             self._dispose_orphan()
             raise MemoryError()
+        ev_inserted(self, e)                    # -- eviction (issue 12)
         self._dispose_orphan()
         return 0
 
@@ -334,6 +359,11 @@ cdef class Core:
             return 0
         if ttl_ms > 0:
             deadline = self.now() + ttl_ms
+        # -- eviction (issue 12): room first, or OutOfMemoryError with nothing written
+        if self.ev.active:
+            if ev_write_room(self, key_length, value_length, ttl_ms > 0, old) and old != NULL:
+                old = self._find(key, key_length, &ref)
+        # -- end eviction
         self._put(key, key_length, value, value_length, ttl_ms > 0, deadline, old, &ref)
         self._mutated(MUT_STORE, key, key_length, value, value_length, deadline)
         return 1
@@ -382,6 +412,8 @@ cdef class Core:
             return 0
         encoded[0] = <char>TAG_INT
         kv_store_u64(encoded + 1, <uint64_t>result[0])
+        if self.ev.active:      # -- eviction (issue 12)
+            ev_write_room(self, key_length, INT_VALUE_BYTES, False, NULL)
         self._put(key, key_length, encoded, INT_VALUE_BYTES, False, 0, NULL, &ref)
         self._mutated(MUT_INCR, key, key_length, encoded, INT_VALUE_BYTES, 0)
         return 0
@@ -437,6 +469,11 @@ cdef class Core:
             raise ValueTooLargeError(
                 f"encoded value is {value_length} bytes, the limit is {MAX_VALUE_BYTES}")
         e = self._find_live(key, key_length, &ref)
+        # -- eviction (issue 12): room first, or OutOfMemoryError with nothing written
+        if self.ev.active:
+            if ev_write_room(self, key_length, value_length, ttl_ms > 0, e) and e != NULL:
+                e = self._find(key, key_length, &ref)
+        # -- end eviction
         if e != NULL:
             old.write_raw(entry_value(e), e.value_length)
         if ttl_ms > 0:
@@ -465,6 +502,7 @@ cdef class Core:
 
     cdef void _dispose(self, Entry* e) noexcept:
         """Free an entry that is in no table."""
+        ev_forget(self, e)                      # -- eviction (issue 12)
         if e.flags & ENTRY_HAS_TTL:
             whl_unlink(&self.wheel, e)
         entry_free(&self.slab, e)
@@ -585,6 +623,7 @@ cdef class Core:
         slab_release_spares(&self.slab)
         tp_reset(&self.tables)
         whl_reset(&self.wheel, self.wheel.cursor_ms)
+        ev_reset(&self.ev)                      # -- eviction (issue 12)
 
     # ----------------------------------------------------------- scanning, sampling
 
@@ -660,7 +699,12 @@ cdef class Core:
 
     cdef int tick(self, int64_t budget_us) except -1:
         cdef bint more
+        cdef int64_t started = kv_monotonic_us()    # -- eviction (issue 12)
         self.reclaim(budget_us, &more)
+        # -- eviction (issue 12): down to lowered limits, in bounded steps
+        if ev_step(self, started, budget_us):
+            more = True
+        # -- end eviction
         return 1 if more else 0
 
     # ----------------------------------------------------------- counting
@@ -690,7 +734,7 @@ cdef class Core:
         # the exact live count.
         cdef size_t keys = tp_count(&self.tables)
         cdef size_t capacity = self.tables.table.mask + 1
-        return {
+        cdef dict result = {
             "keys": keys,
             "expiry_backlog": bool(self.backlog),
             "memory_bytes": self.memory_bytes,
@@ -703,6 +747,27 @@ cdef class Core:
             "resizing": bool(self.tables.migrating),
             "writes": self.mutations,
         }
+        # -- eviction (issue 12)
+        result.update(ev_info(self))
+        # -- end eviction
+        return result
+
+    # -- eviction (issue 12) ---------------------------------------------
+
+    cdef int reserve(self, size_t need, Py_ssize_t new_keys) except -1:
+        if self.ev.active:
+            ev_make_room(self, need, new_keys, NULL, True)
+            self.ev.batch = True
+        return 0
+
+    cdef void end_reserve(self) noexcept:
+        self.ev.batch = False
+
+    cdef void batch_item(self, const char* key, Py_ssize_t key_length, Py_ssize_t value_length,
+                         bint has_ttl, size_t* need, Py_ssize_t* new_keys) noexcept:
+        ev_batch_item(self, key, key_length, value_length, has_ttl, need, new_keys)
+
+    # -- end eviction
 
     # ----------------------------------------------------------- scratch
 
@@ -1142,6 +1207,8 @@ cdef class KeySpace:
         cdef Py_ssize_t* spans = <Py_ssize_t*>malloc((n * 2 + 1) * sizeof(Py_ssize_t))
         cdef KeyRef ref
         cdef Py_ssize_t at
+        cdef size_t need = 0             # -- eviction (issue 12)
+        cdef Py_ssize_t new_keys = 0     # -- eviction (issue 12)
         if spans == NULL:
             raise MemoryError()
         try:
@@ -1161,6 +1228,15 @@ cdef class KeySpace:
                         f"value {i} encodes to {spans[2 * i + 1] - spans[2 * i]} bytes, "
                         f"the limit is {MAX_VALUE_BYTES}")
             core.begin()
+            # -- eviction (issue 12): room for the whole batch, or nothing written
+            if core.ev.active:
+                at = 0
+                for i in range(n):
+                    core.batch_item(buf._buf + at, spans[2 * i] - at,
+                                    spans[2 * i + 1] - spans[2 * i], ttl_ms > 0, &need, &new_keys)
+                    at = spans[2 * i + 1]
+                core.reserve(need, new_keys)
+            # -- end eviction
             at = 0
             core.batch_begin()
             try:
@@ -1171,6 +1247,7 @@ cdef class KeySpace:
                     at = spans[2 * i + 1]
             finally:
                 core.batch_end()
+                core.end_reserve()               # -- eviction (issue 12)
         finally:
             free(spans)
             core.end()
@@ -1448,6 +1525,9 @@ cdef class KeySpace:
         return keys
 
 
+cdef object _UNSET = object()    # -- eviction (issue 12): configure()'s "not given"
+
+
 cdef class Engine(KeySpace):
     """An in-process key-value store: a hash table in C memory with typed
     values, TTLs, counters, CAS and batch calls.
@@ -1460,14 +1540,69 @@ cdef class Engine(KeySpace):
 
     cdef object __weakref__
     cdef object _reclaim_stop
+    cdef bint _eviction_chosen   # -- eviction (issue 12): eviction= was given once
 
-    def __init__(self, clock=None, *, reclaim_interval=None):
+    def __init__(self, clock=None, *, reclaim_interval=None,
+                 max_memory=None, max_keys=None, eviction=None, on_evict=None):
         if clock is not None and not callable(clock):
             raise InvalidArgumentError("clock must be a callable returning seconds")
         self._core = Core(clock)
         self._prefix = b""
+        # -- eviction (issue 12)
+        self.configure(max_memory=max_memory, max_keys=max_keys,
+                       eviction=eviction if eviction is not None else _UNSET,
+                       on_evict=on_evict)
+        # -- end eviction
         if reclaim_interval is not None:
             self.start_reclaimer(reclaim_interval)
+
+    # -- eviction (issue 12) ---------------------------------------------
+
+    def configure(self, *, max_memory=_UNSET, max_keys=_UNSET, eviction=_UNSET,
+                  eviction_samples=_UNSET, on_evict=_UNSET):
+        """Change the limits at runtime; arguments left out keep their value.
+
+        max_memory: bytes (int) or a size string ("256mb", "2gb", "100k" as
+        Redis reads them), None or 0 for no limit. max_keys: an int, None or
+        0 for no limit. eviction: a policy name (Redis's: noeviction,
+        allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu,
+        volatile-random, volatile-ttl; or s3fifo, the default once a limit is
+        set unless a policy was chosen). eviction_samples: Redis's
+        maxmemory-samples (1-64, default 5). on_evict: callable(key, reason)
+        or None, called after the call that evicted with the full key (bytes)
+        and "max_memory" or "max_keys". Lowering a limit evicts down to it in
+        bounded steps: in tick() and in the writes that follow.
+        """
+        cdef Core core = self._core
+        memory = parse_memory(max_memory) if max_memory is not _UNSET else core.ev.max_memory
+        keys = parse_max_keys(max_keys) if max_keys is not _UNSET else core.ev.max_keys
+        samples = (parse_samples(eviction_samples) if eviction_samples is not _UNSET
+                   else core.ev.samples)
+        if eviction is not _UNSET:
+            policy = parse_policy(eviction)
+        elif self._eviction_chosen:
+            policy = core.ev.policy
+        else:
+            policy = EV_S3FIFO if (memory or keys) else EV_NOEVICTION
+        if on_evict is not _UNSET and on_evict is not None and not callable(on_evict):
+            raise InvalidArgumentError("on_evict must be callable(key, reason) or None")
+        if eviction is not _UNSET:
+            self._eviction_chosen = True
+        ev_configure(core, memory, keys, policy, samples)
+        if on_evict is not _UNSET:
+            core.on_evict = on_evict
+            core.evict_log = WriteBuffer.new() if on_evict is not None else None
+
+    def _seed(self, seed):
+        """Test-only: make hashing and sampling deterministic (empty engine only)."""
+        cdef Core core = self._core
+        if tp_count(&core.tables) != 0:
+            raise InvalidArgumentError("_seed needs an empty engine")
+        core.seed0 = (seed * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
+        core.seed1 = (seed * 0xC2B2AE3D27D4EB4F + 7) & 0xFFFFFFFFFFFFFFFF
+        core.rng = core.seed0 | 1
+
+    # -- end eviction
 
     def start_reclaimer(self, interval=0.05, budget_ms=1.0):
         """Reclaim expired keys in a background daemon thread every interval

@@ -46,6 +46,8 @@ cdef enum Op:
     OP_GETSET = 0x14
     OP_DELETE_IF_EQUAL = 0x15
     OP_SCAN = 0x16
+    OP_CONFIG_GET = 0x18     # -- eviction (issue 12)
+    OP_CONFIG_SET = 0x19     # -- eviction (issue 12)
     OP_LIMIT = 0x20          # every binary op code is below this
 
 cdef enum CommandFlag:
@@ -70,6 +72,7 @@ cdef enum ArgShape:
     ARGS_PAIRS                # count u16, ttl u64, count x (key, value)
     ARGS_PREFIX               # prefix_len u16, prefix
     ARGS_SCAN                 # cursor u64, count u32, prefix, match
+    ARGS_MAP                  # one Map value (CONFIG_SET) -- eviction (issue 12)
 
 cdef enum ReplyShape:
     REPLY_EMPTY = 0           # OK, no payload: None
@@ -206,6 +209,10 @@ cdef class Executor:
                        object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF
     # INFO: the one place its answer is put together.
     cdef dict info(self)
+    # -- eviction (issue 12): CONFIG_GET / CONFIG_SET (Engine.configure)
+    cdef dict config_get(self)
+    cdef int config_set(self, dict settings) except -1
+    # -- end eviction
 
     # -- limits (issue 10): the same for every framing ------------------------
     # Work done in the current turn (a feed): 1 per request plus the keys or
@@ -319,6 +326,7 @@ cdef class Processor:
     cdef int _flush(self, Reader* rd) except -1
     cdef int _scan(self, Reader* rd) except -1
     cdef int _info(self, Reader* rd) except -1
+    cdef int _config(self, Reader* rd, uint8_t op) except -1    # -- eviction (issue 12)
     # Reply writers: one room check, then the bytes.
     cdef int _reply(self, uint8_t status, const char* data, Py_ssize_t length) except -1
     cdef int _reply_u8(self, uint8_t value) except -1

@@ -31,6 +31,8 @@ OP_GETDEL: Final[int]     # 0x13
 OP_GETSET: Final[int]     # 0x14
 OP_DELETE_IF_EQUAL: Final[int]  # 0x15
 OP_SCAN: Final[int]       # 0x16
+OP_CONFIG_GET: Final[int]  # 0x18 -- eviction (issue 12)
+OP_CONFIG_SET: Final[int]  # 0x19 -- eviction (issue 12)
 BINARY_OP_LIMIT: Final[int]     # 0x20
 
 # Command flags (Command.flags is an OR of them).
@@ -214,6 +216,8 @@ class RequestWriter:
     def mexists(self, keys: Iterable[str | bytes]) -> None: ...
     def ping(self) -> None: ...
     def info(self) -> None: ...
+    def config_get(self) -> None: ...  # -- eviction (issue 12)
+    def config_set(self, settings: Mapping[str, Any]) -> None: ...  # -- eviction (issue 12)
     def flush(self) -> None:
         """FLUSH of this writer's prefix (everything when it has none)."""
     # -- pipelines (issue 9, client half) --

@@ -24,6 +24,7 @@ from kvstore.server import (  # -- limits (issue 10)
     DEFAULT_CLIENT_OUTPUT_GRACE_S, DEFAULT_FRAME_TIMEOUT_S, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_INPUT_BUFFERS,
 )
+from kvstore._engine import EVICTION_POLICIES, Engine, parse_memory  # -- eviction (issue 12)
 
 __all__ = ["main"]
 
@@ -62,6 +63,14 @@ def _count(text: str) -> int:
 def _grace(text: str) -> float:
     """Seconds >= 0; 0 means at once."""
     return _seconds(text) or 0.0
+# -- eviction (issue 12)
+def _memory(text: str) -> int:
+    try:
+        return int(parse_memory(text))
+    except KvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+# -- end eviction
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="BYTES",
                         help="unfinished requests of all connections together; the connection "
                              "going over is closed (default 1G; 0: no limit)")
+    # -- eviction (issue 12)
+    parser.add_argument("--max-memory", type=_memory, default=None, metavar="BYTES",
+                        help="bound the engine's used memory (e.g. 2G, 512M); "
+                             "default: no limit")
+    parser.add_argument("--max-keys", type=_count, default=None, metavar="N",
+                        help="bound the number of keys (default: no limit)")
+    parser.add_argument("--eviction", default="noeviction", choices=EVICTION_POLICIES,
+                        help="what goes at a limit (default noeviction, as Redis: writes "
+                             "that need room are refused with an oom error)")
+    # -- end eviction
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--no-uvloop", action="store_true",
@@ -155,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         host, port = _bind_address(args.bind)
-        server = Server(host=host, port=port, max_payload=args.max_payload,
+        # -- eviction (issue 12): the engine with its limits
+        engine = Engine(max_memory=args.max_memory, max_keys=args.max_keys,
+                        eviction=args.eviction)
+        server = Server(engine, host=host, port=port, max_payload=args.max_payload,
                         idle_timeout=args.idle_timeout,
                         # -- limits (issue 10): 0 is "no limit" on the command line
                         max_clients=args.max_clients or None, max_reply=args.max_reply,

@@ -25,6 +25,7 @@ __all__ = [
     "PoolTimeoutError",
     "LockError",
     "LockNotOwnedError",
+    "OutOfMemoryError",  # -- eviction (issue 12)
     "error_class",
 ]
 
@@ -162,6 +163,18 @@ class ServerOutOfMemoryError(ServerError):
 
 
 __all__ += ["LimitError", "ServerOutOfMemoryError"]
+
+# -- eviction (issue 12)
+class OutOfMemoryError(KvError, MemoryError):
+    """A write that needs room over the memory or key limit when the eviction
+    policy has nothing to evict (noeviction; volatile-* with no key holding a
+    ttl). Nothing was written; reads, deletes, expire and flush still work."""
+
+    kind = "oom"
+
+
+# -- end eviction
+
 
 def error_class(kind: str) -> type[KvError]:
     """The class registered for a wire ``kind``; ``KvError`` for kinds this

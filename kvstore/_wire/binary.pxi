@@ -388,6 +388,8 @@ cdef class Processor:
             return self._delete_if_equal(&rd)
         if op == OP_SCAN:
             return self._scan(&rd)
+        if op == OP_CONFIG_GET or op == OP_CONFIG_SET:     # -- eviction (issue 12)
+            return self._config(&rd, op)
         raise ProtocolError(f"unknown op 0x{op:02x}")
 
     # -- one parser per payload layout (docs/protocol.md, "Ops") -------------
@@ -615,6 +617,23 @@ cdef class Processor:
         length_at = self.out.start_frame(ST_OK)
         encode_value(self.out, info)
         return self.out.end_frame(length_at)
+
+    # -- eviction (issue 12)
+    cdef int _config(self, Reader* rd, uint8_t op) except -1:
+        cdef Py_ssize_t length_at
+        cdef object settings
+        if op == OP_CONFIG_GET:
+            _expect_end(rd)
+            length_at = self.out.start_frame(ST_OK)
+            encode_value(self.out, self.ex.config_get())
+            return self.out.end_frame(length_at)
+        settings = decode_value(rd)
+        _expect_end(rd)
+        if type(settings) is not dict:
+            raise ProtocolError("CONFIG_SET carries one Map value")
+        self.ex.config_set(settings)
+        return self._reply(ST_OK, NULL, 0)
+    # -- end eviction
 
     # -- replies -------------------------------------------------------------
 

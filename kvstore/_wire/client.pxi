@@ -265,6 +265,23 @@ cdef class RequestWriter:
     def info(self):
         self._close(self._open(OP_INFO))
 
+    # -- eviction (issue 12)
+    def config_get(self):
+        self._close(self._open(OP_CONFIG_GET))
+
+    def config_set(self, settings):
+        cdef Py_ssize_t length_at
+        if not hasattr(settings, "keys") or not settings:
+            raise InvalidArgumentError("config_set takes a non-empty mapping of settings")
+        length_at = self._open(OP_CONFIG_SET)
+        try:
+            encode_value(self.buf, dict(settings))
+            self._close(length_at)
+        except BaseException:
+            self.buf._length = length_at - 1
+            raise
+    # -- end eviction
+
     def flush(self):
         cdef Py_ssize_t length_at = self._open(OP_FLUSH)
         self._prefix()

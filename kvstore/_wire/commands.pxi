@@ -58,6 +58,12 @@ _TABLE = (
      _ONCE, "key, expected value"),
     (OP_SCAN, "SCAN", "scan", ARGS_SCAN, REPLY_SCAN, _R, _RETRY,
      "cursor u64, count u32, prefix_len u16, prefix, has_match u8, [match_len u16, match]"),
+    # -- eviction (issue 12)
+    (OP_CONFIG_GET, "CONFIG_GET", "config_get", ARGS_NONE, REPLY_MAP, FLAG_ADMIN_BIT, _RETRY,
+     "empty"),
+    (OP_CONFIG_SET, "CONFIG_SET", "config_set", ARGS_MAP, REPLY_EMPTY, _W | FLAG_ADMIN_BIT, _ONCE,
+     "one Map value: {setting: new value}"),
+    # -- end eviction
 )
 
 

@@ -53,6 +53,22 @@ cdef int _refuse_value_size(Py_ssize_t i, Py_ssize_t length) except -1:
     raise ValueTooLargeError(f"value {i} is {length} bytes, the limit is {MAX_VALUE_BYTES}")
 
 
+# -- eviction (issue 12)
+cdef frozenset _CONFIG_SETTINGS = frozenset({"max_memory", "max_keys", "eviction", "eviction_samples"})
+
+
+cdef int _reserve_batch(Core core, const Arg* items, Py_ssize_t count, bint has_ttl) except -1:
+    cdef size_t need = 0
+    cdef Py_ssize_t new_keys = 0
+    cdef Py_ssize_t i
+    for i in range(count):
+        core.batch_item(items[2 * i].ptr, items[2 * i].length, items[2 * i + 1].length, has_ttl,
+                        &need, &new_keys)
+    core.reserve(need, new_keys)
+    return 0
+# -- end eviction
+
+
 @cython.final
 cdef class Executor:
     """The command executor of one connection (see _wire/executor.pxi)."""
@@ -87,7 +103,9 @@ cdef class Executor:
         # everything but FLAG_ALLOWED_BEFORE_AUTH until the connection has
         # authenticated, and FLAG_ADMIN for tenants; issue 12 (maxmemory)
         # refuses FLAG_MAY_GROW_MEMORY once memory is full and eviction could
-        # not make room. Neither condition can hold yet.
+        # not make room: that refusal is Core's (OutOfMemoryError, kind
+        # "oom"), made before the write changes anything, so Engine and the
+        # wire share it; MSET reserves its room in mset() below.
         if not self.authenticated and not (flags & FLAG_ALLOWED_BEFORE_AUTH_BIT):
             self._refuse(row, flags)
         # One clock read and one bounded housekeeping step per request.
@@ -172,6 +190,10 @@ cdef class Executor:
         for i in range(count):
             if items[2 * i + 1].length > MAX_VALUE_BYTES:
                 _refuse_value_size(i, items[2 * i + 1].length)
+        # -- eviction (issue 12): room for the whole batch, or OOM before any write
+        if self.core.ev.active:
+            _reserve_batch(self.core, items, count, ttl_ms > 0)
+        # -- end eviction
         self.core.batch_begin()
         try:
             for i in range(count):
@@ -179,6 +201,7 @@ cdef class Executor:
                                 items[2 * i + 1].length, ttl_ms, STORE_ALWAYS, NULL, 0)
         finally:
             self.core.batch_end()
+            self.core.end_reserve()     # -- eviction (issue 12)
         return 0
 
     cdef Py_ssize_t mdel(self, const Arg* keys, Py_ssize_t count) except -1:
@@ -208,6 +231,22 @@ cdef class Executor:
         # Half the reply limit for the keys: a step may go over by a bucket.
         return self.core.scan_limited(cursor, prefix, prefix_length, pattern, count,
                                       self.max_reply // 2, out)
+
+    # -- eviction (issue 12)
+    cdef dict config_get(self):
+        info = self.engine.info()
+        return {"max_memory": info["max_memory"], "max_keys": info["max_keys"],
+                "eviction": info["eviction_policy"], "eviction_samples": info["eviction_samples"]}
+
+    cdef int config_set(self, dict settings) except -1:
+        # Engine.configure checks every value before it changes anything.
+        unknown = sorted(set(settings) - _CONFIG_SETTINGS)
+        if unknown:
+            raise InvalidArgumentError(
+                f"CONFIG_SET knows {', '.join(sorted(_CONFIG_SETTINGS))}; not {', '.join(unknown)}")
+        self.engine.configure(**settings)
+        return 0
+    # -- end eviction
 
     cdef dict info(self):
         # Engine figures, then the server's, then the figures of the requests.
