@@ -18,7 +18,7 @@ import sys
 from kvstore._address import parse_url
 from kvstore._protocol import DEFAULT_PORT
 from kvstore.errors import KvError
-from kvstore.server import Server
+from kvstore.server import Endpoint, Server
 
 __all__ = ["main"]
 
@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=_seconds, default=None, metavar="SECONDS",
                         help="close connections that send nothing for this long "
                              "(default 0: never)")
+    # -- RESP (issue 13)
+    parser.add_argument("--resp-port", type=int, default=None, metavar="PORT",
+                        help="also listen on PORT for RESP (Redis's protocol) only, on the "
+                             "--bind host (e.g. 6379); the main port speaks both")
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--no-uvloop", action="store_true",
@@ -72,6 +76,9 @@ async def _serve(server: Server) -> None:
         loop.add_signal_handler(signum, server.close)
     await server.start()
     print(f"kvstore-server listening on {_host_text(server.host)}:{server.port}", flush=True)
+    for (host, port), endpoint in zip(server.addresses[1:], server.endpoints[1:]):
+        print(f"kvstore-server listening on {_host_text(host)}:{port} ({endpoint.framing})",
+              flush=True)
     try:
         await server.serve_forever()
     finally:
@@ -99,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         host, port = _bind_address(args.bind)
+        endpoints = [Endpoint(host, port)]
+        if args.resp_port is not None:   # issue 13
+            endpoints.append(Endpoint(host, args.resp_port, "resp"))
         server = Server(host=host, port=port, max_payload=args.max_payload,
-                        idle_timeout=args.idle_timeout)
+                        idle_timeout=args.idle_timeout, endpoints=endpoints)
     except KvError as exc:
         print(f"kvstore-server: {exc}", file=sys.stderr)
         return 2

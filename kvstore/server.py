@@ -77,7 +77,7 @@ class ServerConnection(asyncio.Protocol):
     """One client connection: bytes in, its framing's replies out."""
 
     __slots__ = ("server", "loop", "endpoint", "processor", "transport", "peer", "seen_bytes",
-                 "quiet_since", "writing_paused")
+                 "quiet_since", "writing_paused", "detect_framing")
 
     def __init__(self, server: Server, loop: asyncio.AbstractEventLoop,
                  endpoint: Endpoint) -> None:
@@ -92,6 +92,8 @@ class ServerConnection(asyncio.Protocol):
         self.seen_bytes: tuple[int, int] = (0, 0)
         self.quiet_since = 0.0
         self.writing_paused = False
+        # issue 13: a binary endpoint also speaks RESP, chosen on the first byte.
+        self.detect_framing = endpoint.framing == "binary"
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -103,9 +105,25 @@ class ServerConnection(asyncio.Protocol):
         self.server._opened(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.detect_framing:
+            self._detect_framing(data)
         self.transport.write(self.processor.feed(data))
         if self.processor.framing_lost or self.processor.has_backlog:
             self._stalled()
+
+    # -- RESP on the binary port (issue 13) -----------------------------------
+    def _detect_framing(self, data: bytes) -> None:
+        # The first byte of a connection picks its framing (docs/protocol.md):
+        # binary op codes are below 0x20; RESP starts with "*" or, for an
+        # inline command, a letter. Anything else stays binary (and gets its
+        # INVALID reply).
+        if not data:
+            return
+        self.detect_framing = False
+        first = data[0]
+        if first == 0x2A or 0x41 <= first <= 0x5A or 0x61 <= first <= 0x7A:
+            self.processor = FRAMINGS["resp"](self.server.engine, self.server.max_payload,
+                                              self.server.stats, self.server.figures)
 
     def _stalled(self) -> None:
         if self.processor.framing_lost:
