@@ -205,7 +205,9 @@ cdef class Executor:
     # an int value): the result, stored as an int, the ttl kept.
     cdef int64_t add_text(self, const char* key, Py_ssize_t key_length, int64_t delta,
                           bint subtract) except? -1
-    cdef object add_float(self, const char* key, Py_ssize_t key_length, object increment)
+    # INCRBYFLOAT in long double, printed as Redis prints it; the new text.
+    cdef bytes add_float(self, const char* key, Py_ssize_t key_length, const char* increment,
+                         Py_ssize_t increment_length)
     # Write a value encoding, keeping the key's ttl (SET KEEPTTL, APPEND, ...).
     cdef int store_keep_ttl(self, const char* key, Py_ssize_t key_length, const char* value,
                             Py_ssize_t value_length) except -1

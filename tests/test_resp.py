@@ -426,3 +426,108 @@ def test_binary_clients_and_redis_py_share_a_port_and_values(own_server):
     assert r.incr("typed") == 8 and native.get("typed") == 8
     native.close()
     r.close()
+
+
+# -- differential: the same commands to Redis 7 and to kvstore, byte for byte ----------
+
+def _read_reply(sock: socket.socket, buf: bytearray) -> bytes:
+    # One whole RESP reply off the socket (the bytes exactly as sent).
+    def need(n: int) -> None:
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            buf.extend(chunk)
+
+    def line_end(pos: int) -> int:
+        while True:
+            end = buf.find(b"\r\n", pos)
+            if end >= 0:
+                return end
+            need(len(buf) + 1)
+
+    def skip(pos: int) -> int:
+        need(pos + 1)
+        end = line_end(pos)
+        kind, body = buf[pos:pos + 1], bytes(buf[pos + 1:end])
+        pos = end + 2
+        if kind in (b"$", b"=") and int(body) >= 0:
+            need(pos + int(body) + 2)
+            return pos + int(body) + 2
+        if kind in (b"*", b"%"):
+            for _ in range(max(int(body), 0) * (2 if kind == b"%" else 1)):
+                pos = skip(pos)
+        return pos
+
+    end = skip(0)
+    reply = bytes(buf[:end])
+    del buf[:end]
+    return reply
+
+
+_keys = st.sampled_from(["a", "b", "c"])
+_numbers = st.sampled_from(["0", "1", "-7", "10", "9223372036854775807", "x", "1.5", "007"])
+_texts = st.sampled_from(["", "v", "hello", "10", "-3", "x y"])
+_differential_commands = st.one_of(
+    st.tuples(st.sampled_from(["GET", "INCR", "DECR", "STRLEN", "TYPE", "DEL", "EXISTS",
+                               "GETDEL", "PERSIST", "TTL", "PTTL", "UNLINK", "TOUCH"]), _keys),
+    st.tuples(st.sampled_from(["SET", "SETNX", "GETSET", "APPEND"]), _keys, _texts),
+    st.tuples(st.sampled_from(["INCRBY", "DECRBY"]), _keys, _numbers),
+    st.tuples(st.just("GETRANGE"), _keys, _numbers, _numbers),
+    st.tuples(st.just("SETRANGE"), _keys, st.sampled_from(["0", "2", "-1", "x"]), _texts),
+    st.tuples(st.sampled_from(["RENAME", "RENAMENX"]), _keys, _keys),
+    st.tuples(st.just("MGET"), _keys, _keys),
+    st.tuples(st.sampled_from(["MSET", "MSETNX"]), _keys, _texts, _keys, _texts),
+    st.tuples(st.just("SET"), _keys, _texts,
+              st.sampled_from(["NX", "XX", "GET", "KEEPTTL", "EX", "PX"]),
+              st.sampled_from(["100000", "0", "-1", "x", "NX", "GET"])),
+    st.tuples(st.sampled_from(["EXPIRE", "PEXPIRE"]), _keys,
+              st.sampled_from(["100000", "200000", "0", "x"]),
+              st.sampled_from(["NX", "XX", "GT", "LT"])),
+    st.tuples(st.just("EXPIRE"), _keys, st.sampled_from(["100000", "300000"])),
+    st.tuples(st.just("INCRBYFLOAT"), _keys,
+              st.sampled_from(["0.1", "0.2", "-1.5", "1e3", "3", "x", " 1", "1e400"])),
+    st.tuples(st.sampled_from(["ECHO", "PING"]), _texts),
+    st.tuples(st.just("NOSUCH"), _texts),
+)
+
+
+@pytest.fixture(scope="module")
+def redis7():
+    import shutil
+    import subprocess
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield sock
+        sock.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(commands=st.lists(_differential_commands, min_size=1, max_size=25))
+def test_differential_against_redis_7(redis7, commands):
+    buf = bytearray()
+    redis7.sendall(cmd("FLUSHALL"))
+    _read_reply(redis7, buf)
+    ours = RespProcessor(kvstore.Engine())
+    for c in commands:
+        redis7.sendall(cmd(*c))
+        theirs = _read_reply(redis7, buf)
+        mine = ours.feed(cmd(*c))
+        assert mine == theirs, c

@@ -239,24 +239,42 @@ cdef class Executor:
         self.store_keep_ttl(key, key_length, self.text._buf, INT_VALUE_BYTES)
         return result
 
-    cdef object add_float(self, const char* key, Py_ssize_t key_length, object increment):
+    cdef bytes add_float(self, const char* key, Py_ssize_t key_length, const char* increment,
+                         Py_ssize_t increment_length):
+        # Redis's incrbyfloatCommand: long double arithmetic, "%.17Lf" with
+        # the trailing zeros dropped (ld2string's human mode), stored as text.
         cdef const char* value
         cdef const char* text
         cdef Py_ssize_t value_length, text_length
-        current = 0.0
+        cdef long double current = 0
+        cdef long double delta
+        cdef long double result
+        cdef char digits[MAX_LONG_DOUBLE_CHARS]
+        cdef int n
+        if not _parse_long_double(increment, increment_length, &delta):
+            raise InvalidArgumentError("value is not a valid float")
         if self.core.lookup(key, key_length, &value, &value_length):
             text_view(value, value_length, self.text, &text, &text_length)
-            current = _parse_float(PyBytes_FromStringAndSize(text, text_length))
-            if current is None:
+            if not _parse_long_double(text, text_length, &current):
                 raise InvalidArgumentError("value is not a valid float")
-        result = current + increment
-        if result != result or result in (float("inf"), float("-inf")):
+        result = current + delta
+        if isnan(result) or isinf(result):
             raise InvalidArgumentError("increment would produce NaN or Infinity")
-        encoded = _float_text(result).encode("ascii")
-        _text_header(self.text, len(encoded))
-        self.text.write_raw(encoded, len(encoded))
+        n = snprintf(digits, sizeof(digits), "%.17Lf", result)
+        if n <= 0 or n >= <int>sizeof(digits):
+            raise InvalidArgumentError("increment would produce NaN or Infinity")
+        if memchr(digits, c'.', n) != NULL:
+            while digits[n - 1] == c'0':
+                n -= 1
+            if digits[n - 1] == c'.':
+                n -= 1
+        if n == 2 and digits[0] == c'-' and digits[1] == c'0':
+            digits[0] = c'0'
+            n = 1
+        _text_header(self.text, n)
+        self.text.write_raw(digits, n)
         self.store_keep_ttl(key, key_length, self.text._buf, self.text._length)
-        return encoded
+        return PyBytes_FromStringAndSize(digits, n)
 
     cdef int store_keep_ttl(self, const char* key, Py_ssize_t key_length, const char* value,
                             Py_ssize_t value_length) except -1:
@@ -468,18 +486,32 @@ def _float_text(double value):
     return text
 
 
-cdef object _parse_float(bytes text):
-    # Redis's string2ld: the whole text is a number, no spaces, not NaN.
-    cdef double value
-    if not text or text[:1].isspace() or text[len(text) - 1:].isspace() or b"_" in text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    if value != value:
-        return None
-    return value
+cdef extern from "<stdlib.h>":
+    long double strtold(const char* text, char** end) nogil
+
+cdef extern from "<math.h>":
+    bint isnan(long double x) nogil
+    bint isinf(long double x) nogil
+
+cdef enum:
+    MAX_LONG_DOUBLE_CHARS = 5120     # Redis's MAX_LONG_DOUBLE_CHARS
+
+
+cdef bint _parse_long_double(const char* text, Py_ssize_t length, long double* out) except -1:
+    # Redis's string2ld: the whole text is a number (strtold), no leading
+    # space, not NaN; at most MAX_LONG_DOUBLE_CHARS long.
+    cdef char buf[MAX_LONG_DOUBLE_CHARS]
+    cdef char* end
+    if length <= 0 or length >= MAX_LONG_DOUBLE_CHARS:
+        return False
+    memcpy(buf, text, length)
+    buf[length] = 0
+    if buf[0] in b" \t\n\r\v\f":
+        return False
+    out[0] = strtold(buf, &end)
+    if end != buf + length or isnan(out[0]):
+        return False
+    return True
 
 
 cdef int text_view(const char* enc, Py_ssize_t length, WriteBuffer tmp,

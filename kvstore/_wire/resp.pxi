@@ -768,10 +768,7 @@ cdef class RespProcessor:
         return self._integer(self.ex.add_text(argv[1].ptr, argv[1].length, delta, subtract))
 
     cdef int _incrbyfloat(self, Arg* argv) except -1:
-        increment = _parse_float(_arg_bytes(argv + 2))
-        if increment is None:
-            raise InvalidArgumentError("value is not a valid float")
-        result = self.ex.add_float(argv[1].ptr, argv[1].length, increment)
+        result = self.ex.add_float(argv[1].ptr, argv[1].length, argv[2].ptr, argv[2].length)
         return self._bulk(PyBytes_AS_STRING(result), PyBytes_GET_SIZE(result))
 
     cdef int _read_text(self, int handler, Arg* argv) except -1:
@@ -1200,8 +1197,7 @@ cdef class RespProcessor:
                 raise InvalidArgumentError(f"Unrecognized option '{_arg_text(argv + 2)}'")
             return self._ok()
         raise InvalidArgumentError(
-            f"unknown subcommand or wrong number of arguments for '{_arg_text(argv + 1)}'. "
-            f"Try CLIENT HELP.")
+            f"unknown subcommand '{_arg_text(argv + 1)}'. Try CLIENT HELP.")
 
     cdef int _info(self, Arg* argv) except -1:
         sections = [_arg_text(argv + i).lower() for i in range(1, self.argc)]
@@ -1232,8 +1228,7 @@ cdef class RespProcessor:
             raise InvalidArgumentError(
                 f"Unknown option or number of arguments for CONFIG SET - '{_arg_text(argv + 2)}'")
         raise InvalidArgumentError(
-            f"unknown subcommand or wrong number of arguments for '{_arg_text(argv + 1)}'. "
-            f"Try CONFIG HELP.")
+            f"unknown subcommand '{_arg_text(argv + 1)}'. Try CONFIG HELP.")
 
     cdef int _command(self, Arg* argv) except -1:
         # COMMAND / COUNT / INFO / DOCS: enough for redis-cli and client libraries.
@@ -1267,8 +1262,7 @@ cdef class RespProcessor:
                 self._map(0)
             return 0
         raise InvalidArgumentError(
-            f"unknown subcommand or wrong number of arguments for '{_arg_text(argv + 1)}'. "
-            f"Try COMMAND HELP.")
+            f"unknown subcommand '{_arg_text(argv + 1)}'. Try COMMAND HELP.")
 
     cdef int _command_info(self, tuple entry) except -1:
         name, row, arity, first, last, step, flags = entry
