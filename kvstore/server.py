@@ -129,8 +129,12 @@ class ServerConnection(asyncio.Protocol):
         if self.processor.framing_lost:
             # close(), not abort(): the INVALID reply saying why goes out
             # first. Reading stops at once: the payload is never read.
-            log.info("closing %s: a frame declared more than %d payload bytes",
-                     self.peer, self.server.max_payload)
+            if self.endpoint.framing == "resp" or not isinstance(
+                    self.processor, FRAMINGS["binary"]):   # issue 13: RESP's reasons
+                log.info("closing %s: RESP protocol error or QUIT", self.peer)
+            else:
+                log.info("closing %s: a frame declared more than %d payload bytes",
+                         self.peer, self.server.max_payload)
             self.transport.close()
         elif self.processor.has_backlog:
             # The processor stopped at its output cap: no more requests are
