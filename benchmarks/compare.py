@@ -43,6 +43,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -940,6 +941,52 @@ def _load_sample(service, work: loadgen.Workload, depth: int, seconds: float) ->
     return result.per_second
 
 
+# ------------------------------------------------------- RESP (issue 13)
+# redis-benchmark, Redis's own load tool, against kvstore-server's RESP
+# framing and against Redis 7, same tool, same flags, same run (docs/resp.md).
+
+RESP = "RESP: redis-benchmark -c 50 (kvstore-server vs Redis 7)"
+RESP_TESTS = {"GET": "get", "SET": "set", "MSET (10 keys)": "mset"}
+
+
+def redis_benchmark_rate(service, test: str, depth: int, requests: int) -> float:
+    """Requests per second redis-benchmark reports for one test (-q --csv)."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        raise NotImplementedError("redis-benchmark is not on PATH (apt-get install redis-tools)")
+    result = subprocess.run(
+        [binary, "-h", service.host, "-p", str(service.port), "-c", "50", "-n", str(requests),
+         "-P", str(depth), "-t", test, "-q", "--csv", "-r", "100000"],
+        capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 or "ERR" in result.stdout + result.stderr:
+        raise RuntimeError(f"redis-benchmark against {service.name}: {result.stderr.strip()}")
+    for line in result.stdout.splitlines():
+        fields = [f.strip('"') for f in line.split(",")]
+        if len(fields) >= 2 and fields[0] != "test":
+            return float(fields[1])
+    raise RuntimeError(f"no rate in redis-benchmark's output: {result.stdout!r}")
+
+
+def resp_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
+    requests = 200_000 if s.repeats > 2 else 50_000
+    rows = []
+    for title, test in RESP_TESTS.items():
+        for depth in (1, 16):
+            rows.append(Row(RESP, f"{title}, -P {depth}", "req/s", True, [
+                missing.contender(
+                    "kvstore-server", SUBJECT, sv.kvstore,
+                    lambda test=test, depth=depth: lambda: redis_benchmark_rate(
+                        sv.kvstore, test, depth, requests), "kvstore-server"),
+                missing.contender(
+                    "Redis", ANCHOR, sv.redis,
+                    lambda test=test, depth=depth: lambda: redis_benchmark_rate(
+                        sv.redis, test, depth, requests), "redis-server"),
+            ]))
+    rows[0].note = ("redis-benchmark drives both servers the same way; it shares the machine "
+                    "with the server. kvstore answers on its main port (first-byte detection).")
+    return rows
+
+
 # ------------------------------------------------------------------- runner
 
 
@@ -1247,6 +1294,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed_rows += pipeline_rows(sizes, servers, missing)   # pipelines (issue 9)
                 timed_rows += capacity_rows(sizes, servers, missing)
                 timed_rows += limits_rows(sizes, servers, missing)  # -- limits (issue 10)
+                timed_rows += resp_rows(sizes, servers, missing)   # issue 13
             one_shot_rows: list[Row] = []
             if not args.skip_memory:
                 one_shot_rows = memory_rows(sizes, missing, servers.redis_client, Probes())

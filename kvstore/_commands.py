@@ -312,16 +312,16 @@ class Commands(ClientBase):
         return self._call(OP_INFO, READ, None, timeout)
 
     # -- eviction (issue 12)
-    def config_get(self) -> dict:
+    def config_get(self, *, timeout: float | None = None) -> dict:
         """The server's limits: max_memory, max_keys, eviction, eviction_samples."""
         self._writer.config_get()
-        return self._call(OP_CONFIG_GET, READ)
+        return self._call(OP_CONFIG_GET, READ, None, timeout)
 
-    def config_set(self, settings: Mapping[str, Any]) -> None:
+    def config_set(self, settings: Mapping[str, Any], *, timeout: float | None = None) -> None:
         """Change the server's limits at runtime, as Engine.configure() does
         (a lowered limit is evicted down to in bounded steps)."""
         self._writer.config_set(settings)
-        return self._call(OP_CONFIG_SET, WRITE)
+        return self._call(OP_CONFIG_SET, WRITE, None, timeout)
     # -- end eviction
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
@@ -447,10 +447,11 @@ class AsyncCommands(ClientBase):
     async def info(self, *, timeout: float | None = None) -> dict:
         raise NotImplementedError
 
-    async def config_get(self) -> dict:  # -- eviction (issue 12)
+    async def config_get(self, *, timeout: float | None = None) -> dict:  # -- eviction (issue 12)
         raise NotImplementedError
 
-    async def config_set(self, settings: Mapping[str, Any]) -> None:  # -- eviction (issue 12)
+    async def config_set(self, settings: Mapping[str, Any], *,
+                         timeout: float | None = None) -> None:  # -- eviction (issue 12)
         raise NotImplementedError
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,

@@ -93,7 +93,7 @@ cdef enum:
     # Rows of the command table; index 0 is "UNKNOWN" (a frame no command
     # claims). Statistics are indexed by row, so a command without a binary
     # op code (RESP's own) counts like any other.
-    MAX_COMMANDS = 64
+    MAX_COMMANDS = 128        # issue 13: RESP-only rows too (was 64)
     CMD_UNKNOWN = 0
 
 ctypedef struct CommandSpec:
@@ -243,6 +243,35 @@ cdef class Executor:
     cdef int flush_begin(self, const char* prefix, Py_ssize_t prefix_length) except -1
     cdef int flush_continue(self) except -1
     cdef int _flush_steps(self) except -1
+
+    # -- RESP (issue 13): the commands of Redis's string and keyspace families.
+    # RESP values are strings: text_view (executor.pxi) is how a stored value
+    # of any codec type reads as one.
+    cdef WriteBuffer text                # the new value APPEND/SETRANGE/INCR build
+    # INCR family on a string value holding a canonical decimal integer (or
+    # an int value): the result, stored as an int, the ttl kept.
+    cdef int64_t add_text(self, const char* key, Py_ssize_t key_length, int64_t delta,
+                          bint subtract) except? -1
+    # INCRBYFLOAT in long double, printed as Redis prints it; the new text.
+    cdef bytes add_float(self, const char* key, Py_ssize_t key_length, const char* increment,
+                         Py_ssize_t increment_length)
+    # Write a value encoding, keeping the key's ttl (SET KEEPTTL, APPEND, ...).
+    cdef int store_keep_ttl(self, const char* key, Py_ssize_t key_length, const char* value,
+                            Py_ssize_t value_length) except -1
+    cdef Py_ssize_t append(self, const char* key, Py_ssize_t key_length, const char* data,
+                           Py_ssize_t length) except -1
+    cdef Py_ssize_t set_range(self, const char* key, Py_ssize_t key_length, int64_t offset,
+                              const char* data, Py_ssize_t length) except -1
+    # 1 renamed, 0 no such source key, 2 only_if_absent and the target exists.
+    cdef int rename(self, const char* source, Py_ssize_t source_length, const char* target,
+                    Py_ssize_t target_length, bint only_if_absent) except -1
+    # EXPIRE with Redis 7's NX/XX/GT/LT condition; ttl_ms <= 0 deletes the key.
+    cdef int expire_if(self, const char* key, Py_ssize_t key_length, int64_t ttl_ms,
+                       int condition) except -1
+    cdef Py_ssize_t dbsize(self) except -1
+    cdef object random_key(self)
+    # Everything a WATCH compares: the value encoding and the deadline, or None.
+    cdef object snapshot(self, const char* key, Py_ssize_t key_length)
 
 
 # -- the binary framing (_wire/binary.pxi) -------------------------------------

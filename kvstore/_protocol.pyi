@@ -276,3 +276,47 @@ def batch_pairs(
 ) -> list[tuple[str | bytes, Any]]:
     """``items`` as (key, value) tuples by dict.update's rule; a str or bytes is refused."""
 # -- end batch-argument rule --
+# -- RESP (issue 13) -------------------------------------------------------------
+
+#: A RESP-only command's op: no binary op code (binary ops start at 1).
+OP_NONE: int
+
+#: Every command RESP speaks: (name, statistics row, Redis arity, first key,
+#: last key, key step, FLAG_* bits), as COMMAND reports them.
+RESP_COMMANDS: tuple[tuple[str, int, int, int, int, int, int], ...]
+
+@final
+class RespProcessor:
+    """The RESP2/RESP3 framing of one connection (docs/resp.md), with the
+    same contract as Processor: feed() returns the replies of every complete
+    command. A protocol error is answered and sets framing_lost, as QUIT does."""
+
+    def __init__(
+        self,
+        engine: KeySpace,
+        max_payload: int = ...,
+        stats: ServerStats | None = None,
+        server_info: Callable[[], dict[str, Any]] | None = None,
+        max_reply: int | None = None,
+    ) -> None: ...
+    def feed(self, data: bytes | bytearray | memoryview = b"") -> bytes:
+        """Run every complete command of the input so far; all their replies."""
+    @property
+    def max_reply(self) -> int: ...
+    @property
+    def pending_bytes(self) -> int: ...
+    def error_frame(self, kind: str, message: str) -> bytes: ...
+    @property
+    def has_backlog(self) -> bool:
+        """Commands are held back by the output cap: feed(b"") once the
+        replies so far are written."""
+    @property
+    def framing_lost(self) -> bool:
+        """The connection must be closed (a protocol error, or QUIT)."""
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def max_payload(self) -> int: ...
+    @property
+    def protocol(self) -> int:
+        """2 or 3, as HELLO set it."""

@@ -83,8 +83,10 @@ include "_wire/commands.pxi"
 include "_wire/executor.pxi"
 include "_wire/binary.pxi"
 include "_wire/client.pxi"
+include "_wire/resp.pxi"            # issue 13
 
 
 # The framings a server endpoint can speak, by name: each makes the
 # processor of one connection from (engine, max_payload, stats, server_info).
 FRAMINGS = {"binary": Processor}
+FRAMINGS["resp"] = RespProcessor     # issue 13

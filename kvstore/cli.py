@@ -19,7 +19,7 @@ import kvstore
 from kvstore._address import parse_url
 from kvstore._protocol import DEFAULT_PORT
 from kvstore.errors import KvError
-from kvstore.server import Server
+from kvstore.server import Endpoint, Server
 from kvstore.server import (  # -- limits (issue 10)
     DEFAULT_CLIENT_OUTPUT_GRACE_S, DEFAULT_FRAME_TIMEOUT_S, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_INPUT_BUFFERS,
@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="what goes at a limit (default noeviction, as Redis: writes "
                              "that need room are refused with an oom error)")
     # -- end eviction
+    # -- RESP (issue 13)
+    parser.add_argument("--resp-port", type=int, default=None, metavar="PORT",
+                        help="also listen on PORT for RESP (Redis's protocol) only, on the "
+                             "--bind host (e.g. 6379); the main port speaks both")
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--no-uvloop", action="store_true",
@@ -174,11 +178,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         host, port = _bind_address(args.bind)
+        endpoints = [Endpoint(host, port)]
+        if args.resp_port is not None:   # issue 13
+            endpoints.append(Endpoint(host, args.resp_port, "resp"))
         # -- eviction (issue 12): the engine with its limits
         engine = Engine(max_memory=args.max_memory, max_keys=args.max_keys,
                         eviction=args.eviction)
         server = Server(engine, host=host, port=port, max_payload=args.max_payload,
-                        idle_timeout=args.idle_timeout,
+                        idle_timeout=args.idle_timeout, endpoints=endpoints,
                         # -- limits (issue 10): 0 is "no limit" on the command line
                         max_clients=args.max_clients or None, max_reply=args.max_reply,
                         client_output_limit=args.client_output_limit or None,

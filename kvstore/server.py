@@ -92,7 +92,8 @@ class ServerConnection(asyncio.Protocol):
     __slots__ = ("server", "loop", "endpoint", "processor", "transport", "peer", "seen_bytes",
                  "quiet_since", "writing_paused",
                  # -- limits (issue 10)
-                 "pending_seen", "frame_since", "over_since", "dropped", "fd")
+                 "pending_seen", "frame_since", "over_since", "dropped", "fd",
+                 "detect_framing")  # issue 13
 
     def __init__(self, server: Server, loop: asyncio.AbstractEventLoop,
                  endpoint: Endpoint) -> None:
@@ -114,6 +115,8 @@ class ServerConnection(asyncio.Protocol):
         self.over_since: float | None = None    # since when unsent replies are over the limit
         self.dropped = False         # being closed by the server (logged once)
         self.fd = -1                 # the socket's, to see a hang-up while reading is paused
+        # issue 13: a binary endpoint also speaks RESP, chosen on the first byte.
+        self.detect_framing = endpoint.framing == "binary"
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -127,6 +130,8 @@ class ServerConnection(asyncio.Protocol):
         self.server._opened(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.detect_framing:
+            self._detect_framing(data)
         self.transport.write(self.processor.feed(data))
         if self.processor.framing_lost or self.processor.has_backlog:
             self._stalled()
@@ -136,11 +141,30 @@ class ServerConnection(asyncio.Protocol):
         if self.server.client_output_limit is not None:
             self._check_output()
 
+    # -- RESP on the binary port (issue 13) -----------------------------------
+    def _detect_framing(self, data: bytes) -> None:
+        # The first byte of a connection picks its framing (docs/protocol.md):
+        # binary op codes are below 0x20; RESP starts with "*" or, for an
+        # inline command, a letter. Anything else stays binary (and gets its
+        # INVALID reply).
+        if not data:
+            return
+        self.detect_framing = False
+        first = data[0]
+        if first == 0x2A or 0x41 <= first <= 0x5A or 0x61 <= first <= 0x7A:
+            self.processor = FRAMINGS["resp"](self.server.engine, self.server.max_payload,
+                                              self.server.stats, self.server.figures,
+                                              max_reply=self.server.max_reply)
+
     def _stalled(self) -> None:
         if self.processor.framing_lost:
             # close(), not abort(): the INVALID reply saying why goes out
             # first. Reading stops at once: the payload is never read.
-            self.drop(f"a frame declared more than {self.server.max_payload} payload bytes")
+            if self.endpoint.framing == "resp" or not isinstance(
+                    self.processor, FRAMINGS["binary"]):   # issue 13: RESP's reasons
+                self.drop("RESP protocol error or QUIT")
+            else:
+                self.drop(f"a frame declared more than {self.server.max_payload} payload bytes")
         elif self.processor.has_backlog:
             # The processor stopped at its output cap: no more requests are
             # read until the ones it holds are answered.

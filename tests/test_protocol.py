@@ -826,7 +826,10 @@ def test_command_table_rows_name_their_op_flags_and_retry_class():
         ("SCAN", 0x16)]
     with pytest.raises(InvalidArgumentError):
         command("GET")
-    assert FRAMINGS == {"binary": Processor}
+    assert FRAMINGS["binary"] is Processor
+    # issue 13: RESP is the one other framing, its commands in rows without op codes.
+    from kvstore._protocol import RespProcessor
+    assert set(FRAMINGS) == {"binary", "resp"} and FRAMINGS["resp"] is RespProcessor
 
 
 def _documented_ops() -> dict[int, tuple[str, str]]:

@@ -126,3 +126,88 @@ cdef inline int _row_of_op(int op) noexcept:
 cdef str _op_name(int op):
     cdef int row = _row_of_op(op)
     return _WIRE_NAMES[row] if row else f"op 0x{op:02x}"
+
+
+# -- RESP (issue 13) -----------------------------------------------------------
+# Commands only the RESP framing speaks have rows too, so they are counted
+# and gated like any other, but no binary op code: their op is OP_NONE (0,
+# which no binary frame can carry, since op codes start at 1) and
+# _ROW_OF_OP never points at them. A RESP-only name that a later binary row
+# already claims (AUTH, once issue 14 gives it op 0x1A) counts on that row.
+
+OP_NONE = 0
+
+# wire name, flags: the RESP-only rows.
+_RESP_ONLY_TABLE = (
+    ("ECHO", 0), ("QUIT", _NOAUTH), ("HELLO", _NOAUTH), ("AUTH", _NOAUTH), ("SELECT", 0),
+    ("CLIENT", 0), ("CONFIG", FLAG_ADMIN_BIT), ("COMMAND", 0), ("DBSIZE", _R),
+    ("FLUSHDB", _W), ("FLUSHALL", _W), ("TIME", 0),
+    ("SETEX", _W | _GROW), ("PSETEX", _W | _GROW), ("GETEX", _W), ("MSETNX", _W | _GROW),
+    ("APPEND", _W | _GROW), ("STRLEN", _R), ("GETRANGE", _R), ("SETRANGE", _W | _GROW),
+    ("INCRBY", _W | _GROW), ("DECRBY", _W | _GROW), ("INCRBYFLOAT", _W | _GROW),
+    ("UNLINK", _W), ("TOUCH", _R), ("TYPE", _R), ("RENAME", _W), ("RENAMENX", _W),
+    ("KEYS", _R), ("RANDOMKEY", _R), ("PEXPIRE", _W), ("EXPIREAT", _W), ("PEXPIREAT", _W),
+    ("EXPIRETIME", _R), ("PEXPIRETIME", _R), ("PTTL", _R),
+    ("MULTI", 0), ("EXEC", 0), ("DISCARD", 0), ("WATCH", _R), ("UNWATCH", 0),
+)
+
+# Every command RESP speaks: its Redis name, the row it counts on, and
+# Redis's arity (negative: at least that many words, the name included),
+# first key, last key (-1: the last argument) and key step, as COMMAND
+# reports them (redis's src/commands.def).
+_RESP_TABLE = (
+    ("GET", "GET", 2, 1, 1, 1), ("SET", "SET", -3, 1, 1, 1), ("DEL", "DEL", -2, 1, -1, 1),
+    ("UNLINK", "UNLINK", -2, 1, -1, 1), ("EXISTS", "EXISTS", -2, 1, -1, 1),
+    ("INCR", "INCR", 2, 1, 1, 1), ("DECR", "DECR", 2, 1, 1, 1),
+    ("INCRBY", "INCRBY", 3, 1, 1, 1), ("DECRBY", "DECRBY", 3, 1, 1, 1),
+    ("INCRBYFLOAT", "INCRBYFLOAT", 3, 1, 1, 1),
+    ("MGET", "MGET", -2, 1, -1, 1), ("MSET", "MSET", -3, 1, -1, 2),
+    ("MSETNX", "MSETNX", -3, 1, -1, 2), ("SETNX", "SETNX", 3, 1, 1, 1),
+    ("SETEX", "SETEX", 4, 1, 1, 1), ("PSETEX", "PSETEX", 4, 1, 1, 1),
+    ("GETSET", "GETSET", 3, 1, 1, 1), ("GETDEL", "GETDEL", 2, 1, 1, 1),
+    ("GETEX", "GETEX", -2, 1, 1, 1), ("APPEND", "APPEND", 3, 1, 1, 1),
+    ("STRLEN", "STRLEN", 2, 1, 1, 1), ("GETRANGE", "GETRANGE", 4, 1, 1, 1),
+    ("SUBSTR", "GETRANGE", 4, 1, 1, 1), ("SETRANGE", "SETRANGE", 4, 1, 1, 1),
+    ("TOUCH", "TOUCH", -2, 1, -1, 1), ("TYPE", "TYPE", 2, 1, 1, 1),
+    ("RENAME", "RENAME", 3, 1, 2, 1), ("RENAMENX", "RENAMENX", 3, 1, 2, 1),
+    ("KEYS", "KEYS", 2, 0, 0, 0), ("SCAN", "SCAN", -2, 0, 0, 0),
+    ("RANDOMKEY", "RANDOMKEY", 1, 0, 0, 0),
+    ("EXPIRE", "EXPIRE", -3, 1, 1, 1), ("PEXPIRE", "PEXPIRE", -3, 1, 1, 1),
+    ("EXPIREAT", "EXPIREAT", -3, 1, 1, 1), ("PEXPIREAT", "PEXPIREAT", -3, 1, 1, 1),
+    ("EXPIRETIME", "EXPIRETIME", 2, 1, 1, 1), ("PEXPIRETIME", "PEXPIRETIME", 2, 1, 1, 1),
+    ("TTL", "TTL", 2, 1, 1, 1), ("PTTL", "PTTL", 2, 1, 1, 1),
+    ("PERSIST", "PERSIST", 2, 1, 1, 1),
+    ("PING", "PING", -1, 0, 0, 0), ("ECHO", "ECHO", 2, 0, 0, 0), ("QUIT", "QUIT", -1, 0, 0, 0),
+    ("HELLO", "HELLO", -1, 0, 0, 0), ("AUTH", "AUTH", -2, 0, 0, 0),
+    ("SELECT", "SELECT", 2, 0, 0, 0), ("CLIENT", "CLIENT", -2, 0, 0, 0),
+    ("INFO", "INFO", -1, 0, 0, 0), ("CONFIG", "CONFIG", -2, 0, 0, 0),
+    ("COMMAND", "COMMAND", -1, 0, 0, 0), ("DBSIZE", "DBSIZE", 1, 0, 0, 0),
+    ("FLUSHDB", "FLUSHDB", -1, 0, 0, 0), ("FLUSHALL", "FLUSHALL", -1, 0, 0, 0),
+    ("TIME", "TIME", 1, 0, 0, 0),
+    ("MULTI", "MULTI", 1, 0, 0, 0), ("EXEC", "EXEC", 1, 0, 0, 0),
+    ("DISCARD", "DISCARD", 1, 0, 0, 0), ("WATCH", "WATCH", -2, 1, -1, 1),
+    ("UNWATCH", "UNWATCH", 1, 0, 0, 0),
+)
+
+
+cdef tuple _build_resp_table():
+    # RESP-only rows after the binary ones, then one entry per RESP name:
+    # (name, row, arity, first key, last key, step, flags).
+    cdef int row = len(_WIRE_NAMES)
+    cdef dict rows = {name: i for i, name in enumerate(_WIRE_NAMES)}
+    assert len(_WIRE_NAMES) + len(_RESP_ONLY_TABLE) <= MAX_COMMANDS
+    for wire_name, flags in _RESP_ONLY_TABLE:
+        if wire_name in rows:
+            continue
+        _SPECS[row].op = OP_NONE
+        _SPECS[row].args = ARGS_NONE
+        _SPECS[row].reply = REPLY_EMPTY
+        _SPECS[row].flags = flags
+        _WIRE_NAMES.append(wire_name)
+        rows[wire_name] = row
+        row += 1
+    return tuple((name, rows[row_name], arity, first, last, step, _SPECS[rows[row_name]].flags)
+                 for name, row_name, arity, first, last, step in _RESP_TABLE)
+
+
+RESP_COMMANDS = _build_resp_table()

@@ -90,6 +90,7 @@ cdef class Executor:
         self.max_reply = _reply_limit(max_reply)
         self.work = 0
         self.flushing = False
+        self.text = WriteBuffer.new()    # RESP (issue 13)
 
     # -- the gate every request passes ------------------------------------
 
@@ -331,6 +332,207 @@ cdef class Executor:
             self.flush_prefix = None
             raise
 
+    # -- RESP (issue 13): Redis's string and keyspace commands -----------------
+    # (helpers: text_view, parse_i64, wall_ms below the class)
+
+    cdef int64_t add_text(self, const char* key, Py_ssize_t key_length, int64_t delta,
+                          bint subtract) except? -1:
+        cdef const char* value
+        cdef const char* text
+        cdef Py_ssize_t value_length, text_length
+        cdef int64_t current, result
+        cdef bint overflow
+        if not self.core.lookup(key, key_length, &value, &value_length) or (
+                value_length == INT_VALUE_BYTES and <uint8_t>value[0] == TAG_INT):
+            return self.add(key, key_length, delta, subtract)
+        text_view(value, value_length, self.text, &text, &text_length)
+        if not parse_i64(text, text_length, &current):
+            raise InvalidArgumentError("value is not an integer or out of range")
+        if subtract:
+            overflow = (delta < 0 and current > INT64_MAX + delta) or (
+                delta > 0 and current < INT64_MIN + delta)
+        else:
+            overflow = (delta > 0 and current > INT64_MAX - delta) or (
+                delta < 0 and current < INT64_MIN - delta)
+        if overflow:
+            raise _errors.IntegerOverflowError("increment or decrement would overflow")
+        result = current - delta if subtract else current + delta
+        # Stored as an int from now on, so the next INCR is the engine's in-place one.
+        self.text.clear()
+        self.text.write_u8(TAG_INT)
+        self.text.write_i64(result)
+        self.store_keep_ttl(key, key_length, self.text._buf, INT_VALUE_BYTES)
+        return result
+
+    cdef bytes add_float(self, const char* key, Py_ssize_t key_length, const char* increment,
+                         Py_ssize_t increment_length):
+        # Redis's incrbyfloatCommand: long double arithmetic, "%.17Lf" with
+        # the trailing zeros dropped (ld2string's human mode), stored as text.
+        cdef const char* value
+        cdef const char* text
+        cdef Py_ssize_t value_length, text_length
+        cdef long double current = 0
+        cdef long double delta
+        cdef long double result
+        cdef char digits[MAX_LONG_DOUBLE_CHARS]
+        cdef int n
+        if not _parse_long_double(increment, increment_length, &delta):
+            raise InvalidArgumentError("value is not a valid float")
+        if self.core.lookup(key, key_length, &value, &value_length):
+            text_view(value, value_length, self.text, &text, &text_length)
+            if not _parse_long_double(text, text_length, &current):
+                raise InvalidArgumentError("value is not a valid float")
+        result = current + delta
+        if isnan(result) or isinf(result):
+            raise InvalidArgumentError("increment would produce NaN or Infinity")
+        n = snprintf(digits, sizeof(digits), "%.17Lf", result)
+        if n <= 0 or n >= <int>sizeof(digits):
+            raise InvalidArgumentError("increment would produce NaN or Infinity")
+        if memchr(digits, c'.', n) != NULL:
+            while digits[n - 1] == c'0':
+                n -= 1
+            if digits[n - 1] == c'.':
+                n -= 1
+        if n == 2 and digits[0] == c'-' and digits[1] == c'0':
+            digits[0] = c'0'
+            n = 1
+        _text_header(self.text, n)
+        self.text.write_raw(digits, n)
+        self.store_keep_ttl(key, key_length, self.text._buf, self.text._length)
+        return PyBytes_FromStringAndSize(digits, n)
+
+    cdef int store_keep_ttl(self, const char* key, Py_ssize_t key_length, const char* value,
+                            Py_ssize_t value_length) except -1:
+        # Core's clock is read once per request, so the deadline is unchanged.
+        cdef int64_t remaining = self.core.remaining_ms(key, key_length)
+        return self.core.store(key, key_length, value, value_length,
+                               remaining if remaining > 0 else 0, STORE_ALWAYS, NULL, 0)
+
+    cdef Py_ssize_t append(self, const char* key, Py_ssize_t key_length, const char* data,
+                           Py_ssize_t length) except -1:
+        cdef const char* value
+        cdef const char* text = NULL
+        cdef Py_ssize_t value_length
+        cdef Py_ssize_t text_length = 0
+        cdef WriteBuffer tmp = None
+        if self.core.lookup(key, key_length, &value, &value_length):
+            tmp = WriteBuffer.new()
+            text_view(value, value_length, tmp, &text, &text_length)
+        if text_length + length > MAX_TEXT_BYTES:
+            _refuse_text_size()
+        # Built first: text may point into the entry the store replaces.
+        _text_header(self.text, text_length + length)
+        self.text.write_raw(text, text_length)
+        self.text.write_raw(data, length)
+        self.store_keep_ttl(key, key_length, self.text._buf, self.text._length)
+        if self.text._size > KEEP_BUFFER_BYTES:
+            self.text.reset()
+        return text_length + length
+
+    cdef Py_ssize_t set_range(self, const char* key, Py_ssize_t key_length, int64_t offset,
+                              const char* data, Py_ssize_t length) except -1:
+        cdef const char* value
+        cdef const char* text = NULL
+        cdef Py_ssize_t value_length, new_length
+        cdef Py_ssize_t text_length = 0
+        cdef bint found = self.core.lookup(key, key_length, &value, &value_length)
+        cdef WriteBuffer tmp = WriteBuffer.new()
+        if offset < 0:
+            raise InvalidArgumentError("offset is out of range")
+        if found:
+            text_view(value, value_length, tmp, &text, &text_length)
+        if length == 0:
+            return text_length
+        if offset + length > MAX_TEXT_BYTES:
+            _refuse_text_size()
+        new_length = max(text_length, <Py_ssize_t>offset + length)
+        _text_header(self.text, new_length)
+        self.text.write_raw(text, text_length)
+        if new_length > text_length:
+            memset(self.text._buf + self.text._length, 0, new_length - text_length)
+        memcpy(self.text._buf + 5 + offset, data, length)
+        self.text._length = 5 + new_length
+        self.store_keep_ttl(key, key_length, self.text._buf, self.text._length)
+        if self.text._size > KEEP_BUFFER_BYTES:
+            self.text.reset()
+        return new_length
+
+    cdef int rename(self, const char* source, Py_ssize_t source_length, const char* target,
+                    Py_ssize_t target_length, bint only_if_absent) except -1:
+        cdef const char* value
+        cdef Py_ssize_t value_length
+        cdef int64_t remaining
+        if not self.core.lookup(source, source_length, &value, &value_length):
+            return 0
+        if only_if_absent and self.core.contains(target, target_length):
+            return 2
+        if source_length == target_length and memcmp(source, target, source_length) == 0:
+            return 1
+        self.text.clear()
+        self.text.write_raw(value, value_length)
+        remaining = self.core.remaining_ms(source, source_length)
+        self.core.batch_begin()
+        try:
+            self.core.store(target, target_length, self.text._buf, self.text._length,
+                            remaining if remaining > 0 else 0, STORE_ALWAYS, NULL, 0)
+            self.core.remove(source, source_length)
+        finally:
+            self.core.batch_end()
+        if self.text._size > KEEP_BUFFER_BYTES:
+            self.text.reset()
+        return 1
+
+    cdef int expire_if(self, const char* key, Py_ssize_t key_length, int64_t ttl_ms,
+                       int condition) except -1:
+        # Redis's expireGenericCommand: a key without a ttl counts as expiring
+        # never, so GT never holds for it and LT always does.
+        cdef int64_t remaining = self.core.remaining_ms(key, key_length)
+        cdef bint persistent = remaining == TTL_NO_EXPIRY
+        if remaining == TTL_MISSING:
+            return 0
+        if (condition & EXPIRE_NX) and not persistent:
+            return 0
+        if (condition & EXPIRE_XX) and persistent:
+            return 0
+        if (condition & EXPIRE_GT) and (persistent or ttl_ms <= remaining):
+            return 0
+        if (condition & EXPIRE_LT) and not persistent and ttl_ms >= remaining:
+            return 0
+        if ttl_ms <= 0:
+            return self.core.remove(key, key_length)
+        return self.core.set_expiry(key, key_length, _ttl_arg(<uint64_t>ttl_ms, False))
+
+    cdef Py_ssize_t dbsize(self) except -1:
+        return self.core.count(NULL, 0)
+
+    cdef object random_key(self):
+        # A scan step from a random cursor; the table is walked on from there
+        # (wrapping once) when that part of it is empty.
+        cdef list keys = []
+        cdef uint64_t cursor
+        cdef bint wrapped = False
+        if self.core.count(NULL, 0) == 0:
+            return None
+        cursor = _random.getrandbits(64) & 0x7FFFFFFFFFFFFFFF
+        while True:
+            cursor = self.core.scan(cursor, NULL, 0, None, 1, keys)
+            if keys:
+                return _random.choice(keys)
+            if cursor == 0:
+                if wrapped:
+                    return None
+                wrapped = True
+
+    cdef object snapshot(self, const char* key, Py_ssize_t key_length):
+        cdef const char* value
+        cdef Py_ssize_t value_length
+        cdef int64_t remaining
+        if not self.core.lookup(key, key_length, &value, &value_length):
+            return None
+        encoded = PyBytes_FromStringAndSize(value, value_length)
+        remaining = self.core.remaining_ms(key, key_length)
+        return (encoded, self.core.now() + remaining if remaining >= 0 else -1)
+
 
 cdef inline double _turn_clock_us() noexcept:
     cdef timespec ts
@@ -353,3 +555,169 @@ cdef Py_ssize_t _reply_limit(object max_reply) except -1:
         raise InvalidArgumentError(
             f"max_reply must be an int from 1 to {U32_MAX} bytes, not {max_reply!r}")
     return max_reply
+
+
+# -- RESP (issue 13) -----------------------------------------------------------
+# Redis's string and keyspace commands, for the RESP framing. Their rules
+# live here, like every command's; the framing parses words and encodes.
+
+from libc.stdint cimport INT64_MAX, INT64_MIN
+from libc.stdio cimport snprintf
+from kvstore._codec cimport (
+    INT_VALUE_BYTES, TAG_BOOL, TAG_BYTES, TAG_DECIMAL, TAG_FLOAT, TAG_INT, TAG_LIST, TAG_MAP,
+    TAG_STRING,
+)
+from libc.string cimport memchr, memcmp, memset
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+
+from decimal import Decimal as _Decimal
+import random as _random
+
+# EXPIRE's conditions (Redis 7).
+cdef enum:
+    EXPIRE_NX = 1
+    EXPIRE_XX = 2
+    EXPIRE_GT = 4
+    EXPIRE_LT = 8
+    # The largest string value: the engine's limit less the bytes tag's header.
+    MAX_TEXT_BYTES = MAX_VALUE_BYTES - 5
+
+cdef bytes _BOOL_TEXT = b"01"
+
+
+cdef int64_t wall_ms() noexcept:
+    # Unix time in ms: EXPIREAT, EXPIRETIME and TIME speak it, Core does not.
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+cdef bint parse_i64(const char* p, Py_ssize_t n, int64_t* out) noexcept:
+    # Redis's string2ll: an optional '-', no leading zeros, no '+' or spaces,
+    # within signed 64 bits. The canonical text of an integer, nothing else.
+    cdef Py_ssize_t i = 0
+    cdef bint negative = False
+    cdef uint64_t v = 0
+    cdef uint64_t limit
+    if n <= 0 or n > 20:
+        return False
+    if n == 1 and p[0] == c'0':
+        out[0] = 0
+        return True
+    if p[0] == c'-':
+        negative = True
+        i = 1
+        if n == 1:
+            return False
+    if not (c'1' <= p[i] <= c'9'):
+        return False
+    limit = (<uint64_t>1 << 63) if negative else (<uint64_t>1 << 63) - 1
+    while i < n:
+        if not (c'0' <= p[i] <= c'9'):
+            return False
+        if v > (limit - <uint64_t>(p[i] - c'0')) // 10:
+            return False
+        v = v * 10 + <uint64_t>(p[i] - c'0')
+        i += 1
+    out[0] = -<int64_t>(v - 1) - 1 if negative else <int64_t>v
+    return True
+
+
+def _float_text(double value):
+    # Redis's "human" long double format (ld2string, LD_STR_HUMAN): fixed
+    # point, no exponent, trailing zeros dropped; shortest round trip digits.
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(_Decimal(text), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+cdef extern from "<stdlib.h>":
+    long double strtold(const char* text, char** end) nogil
+
+cdef extern from "<math.h>":
+    bint isnan(long double x) nogil
+    bint isinf(long double x) nogil
+
+cdef enum:
+    MAX_LONG_DOUBLE_CHARS = 5120     # Redis's MAX_LONG_DOUBLE_CHARS
+
+
+cdef bint _parse_long_double(const char* text, Py_ssize_t length, long double* out) except -1:
+    # Redis's string2ld: the whole text is a number (strtold), no leading
+    # space, not NaN; at most MAX_LONG_DOUBLE_CHARS long.
+    cdef char buf[MAX_LONG_DOUBLE_CHARS]
+    cdef char* end
+    if length <= 0 or length >= MAX_LONG_DOUBLE_CHARS:
+        return False
+    memcpy(buf, text, length)
+    buf[length] = 0
+    if buf[0] in b" \t\n\r\v\f":
+        return False
+    out[0] = strtold(buf, &end)
+    if end != buf + length or isnan(out[0]):
+        return False
+    return True
+
+
+cdef int text_view(const char* enc, Py_ssize_t length, WriteBuffer tmp,
+                   const char** text, Py_ssize_t* text_length) except -1:
+    # A stored value as a Redis string (docs/resp.md, "Values"): bytes as they
+    # are, str as its UTF-8, int as decimal text, float in Redis's format,
+    # bool as 1/0, Decimal as its text; (text, text_length) points into the
+    # entry or into tmp. None, lists and dicts are WrongTypeError.
+    cdef uint8_t tag = <uint8_t>enc[0]
+    cdef char digits[24]
+    cdef int n
+    cdef uint64_t bits
+    cdef double number
+    if tag == TAG_BYTES or tag == TAG_STRING:
+        text[0] = enc + 5
+        text_length[0] = kv_load_u32(enc + 1)
+        return 1
+    if tag == TAG_INT:
+        n = snprintf(digits, sizeof(digits), "%lld", <long long><int64_t>kv_load_u64(enc + 1))
+        tmp.clear()
+        tmp.write_raw(digits, n)
+        text[0] = tmp._buf
+        text_length[0] = n
+        return 1
+    if tag == TAG_DECIMAL:
+        text[0] = enc + 3
+        text_length[0] = kv_load_u16(enc + 1)
+        return 1
+    if tag == TAG_BOOL:
+        text[0] = PyBytes_AS_STRING(_BOOL_TEXT) + (1 if enc[1] else 0)
+        text_length[0] = 1
+        return 1
+    if tag == TAG_FLOAT:
+        bits = kv_load_u64(enc + 1)
+        memcpy(&number, &bits, 8)
+        encoded = _float_text(number).encode("ascii")
+        tmp.clear()
+        tmp.write_raw(PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded))
+        text[0] = tmp._buf
+        text_length[0] = PyBytes_GET_SIZE(encoded)
+        return 1
+    raise _errors.WrongTypeError("the key holds a value that is not a string")
+
+
+cdef bint is_text(const char* enc) noexcept:
+    cdef uint8_t tag = <uint8_t>enc[0]
+    return tag != TAG_NULL and tag != TAG_LIST and tag != TAG_MAP
+
+
+cdef int _refuse_text_size() except -1:
+    raise ValueTooLargeError("string exceeds maximum allowed size (proto-max-bulk-len)")
+
+
+cdef inline int _text_header(WriteBuffer buf, Py_ssize_t length) except -1:
+    # The bytes tag and length: a string written over RESP is stored as bytes.
+    buf.clear()
+    _room(buf, 5 + length)
+    buf._buf[0] = <char>TAG_BYTES
+    kv_store_u32(buf._buf + 1, <uint32_t>length)
+    buf._length = 5
+    return 0
