@@ -217,6 +217,23 @@ def test_pipelined_flushes_do_not_freeze_another_client(start):
         assert kv.get("k123") == 123
 
 
+def test_a_scan_asking_for_a_million_keys_takes_one_turn_of_work():
+    engine = kvstore.Engine()
+    for i in range(50_000):
+        engine.set(f"k{i}", i)
+    processor = Processor(engine)
+    (status, payload), = replies(processor.feed(scan_frame(0, 1_000_000)))
+    cursor, keys = parse_scan(payload)
+    # Before: the whole table in one request (50,000 keys, cursor 0).
+    assert status == OK and cursor != 0 and 0 < len(keys) <= MAX_TURN_WORK // 10
+    seen = set(keys)
+    while cursor:
+        (status, payload), = replies(processor.feed(scan_frame(cursor, 1_000_000)))
+        cursor, keys = parse_scan(payload)
+        seen.update(keys)
+    assert len(seen) == 50_000
+
+
 # ---------------------------------------------------------------- 2. reply limit
 
 

@@ -228,7 +228,12 @@ cdef class Executor:
         # as Engine's namespace views do. UINT64_MAX is never a cursor.
         if cursor == 0xFFFFFFFFFFFFFFFF:
             raise InvalidArgumentError("cursor must be one returned by SCAN")
-        self.work += count
+        # A step looks at up to 10 buckets per key asked for: a count of a
+        # million would walk the whole table in one request. count is a hint,
+        # so a step asks for at most what fits one turn's work budget.
+        if count > MAX_TURN_WORK // 10:
+            count = MAX_TURN_WORK // 10
+        self.work += 10 * count
         # Half the reply limit for the keys: a step may go over by a bucket.
         return self.core.scan_limited(cursor, prefix, prefix_length, pattern, count,
                                       self.max_reply // 2, out)
