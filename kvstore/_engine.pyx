@@ -37,9 +37,16 @@ from kvstore.errors import (
     IntegerOverflowError, InvalidArgumentError, InvalidKeyError, ValueTooLargeError,
     WrongTypeError,
 )
+# -- durability (issue 11)
+from kvstore._codec cimport kv_load_u32, kv_store_u32, rd_u64
+from kvstore.errors import PersistenceError as _PersistenceError
+# -- end durability
 
 include "_core/table.pyx"
 include "_core/wheel.pyx"
+# -- durability (issue 11)
+include "_core/journal.pyx"
+# -- end durability
 
 
 # ---------------------------------------------------------------- arguments
@@ -150,6 +157,10 @@ cdef class Core:
     cdef int end(self) except -1:
         if self.observer is not None:
             self._deliver()
+        # -- durability (issue 11): the embedded engine's commit point
+        if self.journal is not None:
+            (<Journal>self.journal).after_call()
+        # -- end durability
         if KVSTORE_DEBUG:
             self._debug_check()
         return 0
@@ -613,6 +624,10 @@ cdef class Core:
     cdef int tick(self, int64_t budget_us) except -1:
         cdef bint more
         self.reclaim(budget_us, &more)
+        # -- durability (issue 11): snapshot steps and triggers
+        if self.journal is not None and (<Journal>self.journal).tick(budget_us):
+            more = True
+        # -- end durability
         return 1 if more else 0
 
     # ----------------------------------------------------------- counting
@@ -716,6 +731,14 @@ cdef tuple _mutation_record(uint8_t kind, bytes key, bytes value, int64_t deadli
     if kind == MUT_EXPIRE or kind == MUT_RECLAIM:
         return (name, key, deadline)
     return (name, key)
+
+
+# -- durability (issue 11)
+cdef int refuse_writes(Core core) except -1:
+    journal = core.journal
+    why = journal.failure if journal is not None else None
+    raise _PersistenceError(f"writes are refused: {why or 'the data directory is not writable'}")
+# -- end durability
 
 
 # ----------------------------------------------------------------- helpers
@@ -848,6 +871,8 @@ cdef class KeySpace:
             if expected is not None:
                 encode_value(buf, expected[0])
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             return core.store(ref.ptr, ref.length, buf._buf, value_length, ttl_ms, mode,
                               buf._buf + value_length, buf._length - value_length)
@@ -860,6 +885,8 @@ cdef class KeySpace:
         """Remove key; True when it existed."""
         cdef Core core = self._core
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -895,6 +922,8 @@ cdef class KeySpace:
         cdef int64_t d = delta_arg(delta)
         cdef int64_t result
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -912,6 +941,8 @@ cdef class KeySpace:
         cdef Core core = self._core
         cdef int64_t ttl_ms = ttl_to_ms(ttl, False)
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -924,6 +955,8 @@ cdef class KeySpace:
         """Drop key's ttl; True when it had one (False: missing or no ttl)."""
         cdef Core core = self._core
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -942,6 +975,8 @@ cdef class KeySpace:
         ref.heap = NULL
         try:
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             found = core.take(ref.ptr, ref.length, buf)
             key_release(&ref)
@@ -969,6 +1004,8 @@ cdef class KeySpace:
         try:
             encode_value(buf, value)
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             had = core.exchange(ref.ptr, ref.length, buf._buf, buf._length, ttl_ms, old)
         finally:
@@ -990,6 +1027,8 @@ cdef class KeySpace:
         try:
             encode_value(buf, expected)
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             return core.remove_if_equal(ref.ptr, ref.length, buf._buf, buf._length) == 1
         finally:
@@ -1085,6 +1124,8 @@ cdef class KeySpace:
                     raise ValueTooLargeError(
                         f"value {i} encodes to {spans[2 * i + 1] - spans[2 * i]} bytes, "
                         f"the limit is {MAX_VALUE_BYTES}")
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             at = 0
             core.batch_begin()
@@ -1118,6 +1159,8 @@ cdef class KeySpace:
                 finally:
                     key_release(&ref)
                 ends[i] = buf._length
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             core.batch_begin()
             try:
@@ -1181,6 +1224,8 @@ cdef class KeySpace:
 
     def flush(self):
         """Remove every key (of this namespace only, for a view); how many."""
+        if self._core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(self._core)
         self._core.begin()
         try:
             return self._core.remove_prefixed(PyBytes_AS_STRING(self._prefix),
@@ -1218,6 +1263,8 @@ cdef class KeySpace:
         misses, expired (reclaimed so far), keys_with_ttl, capacity, ..."""
         self._core.begin()
         result = self._core.info()
+        if self._core.journal is not None:  # -- durability (issue 11)
+            result.update(self._core.journal.figures())
         if self._prefix:
             result["namespace"] = self._prefix[:len(self._prefix) - 1].decode("utf-8", "replace")
             result["namespace_keys"] = len(self)
@@ -1305,13 +1352,53 @@ cdef class Engine(KeySpace):
     cdef object __weakref__
     cdef object _reclaim_stop
 
-    def __init__(self, clock=None, *, reclaim_interval=None):
+    def __init__(self, clock=None, *, reclaim_interval=None,
+                 path=None, fsync="everysec", snapshot_every=None, snapshot_log_growth=None,
+                 _files=None):
         if clock is not None and not callable(clock):
             raise InvalidArgumentError("clock must be a callable returning seconds")
         self._core = Core(clock)
         self._prefix = b""
+        # -- durability (issue 11): recover from the data directory, then log every change
+        if path is not None:
+            Journal.open(self._core, path, fsync, _files, snapshot_every, snapshot_log_growth)
+        elif fsync != "everysec" or snapshot_every is not None or snapshot_log_growth is not None:
+            raise InvalidArgumentError("fsync and the snapshot triggers need path=DIR")
+        # -- end durability
         if reclaim_interval is not None:
             self.start_reclaimer(reclaim_interval)
+
+    # -- durability (issue 11)
+    @property
+    def journal(self):
+        """The Journal of an engine opened with path=..., else None."""
+        return self._core.journal
+
+    def snapshot(self, wait=True):
+        """Write a snapshot of the whole engine and restart the log after it.
+        wait=True: here and now, returning its figures (time, duration_s,
+        bytes, entries, result). wait=False: start one and return None; tick()
+        (a server's housekeeping) steps it while calls go on."""
+        journal = self._core.journal
+        if journal is None:
+            raise InvalidArgumentError("snapshot() needs an engine opened with path=DIR")
+        self._core.begin()
+        return journal.run_snapshot(wait)
+
+    def close(self):
+        """Write and fdatasync the log, finish a snapshot under way and release
+        the data directory (its lock). The data stays readable in memory;
+        writes are refused. No-op without path=."""
+        if self._core.journal is not None:
+            self.stop_reclaimer()
+            self._core.journal.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+    # -- end durability
 
     def start_reclaimer(self, interval=0.05, budget_ms=1.0):
         """Reclaim expired keys in a background daemon thread every interval

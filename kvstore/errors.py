@@ -24,6 +24,11 @@ __all__ = [
     "PoolTimeoutError",
     "LockError",
     "LockNotOwnedError",
+    # -- durability (issue 11)
+    "PersistenceError",
+    "DataDirLockedError",
+    "CorruptDataError",
+    # -- end durability
     "error_class",
 ]
 
@@ -131,6 +136,30 @@ class LockNotOwnedError(LockError):
     another holder took it)."""
 
     kind = "lock_not_owned"
+
+
+# -- durability (issue 11)
+class PersistenceError(KvError):
+    """The data directory cannot be written (a failed write or fsync, a
+    closed engine): the call that met it did not become durable, and write
+    calls are refused (reads go on) until a snapshot succeeds or a restart."""
+
+    kind = "persistence"
+
+
+class DataDirLockedError(PersistenceError):
+    """Another engine or process holds the data directory's lock."""
+
+    kind = "locked"
+
+
+class CorruptDataError(PersistenceError):
+    """A data file that cannot be trusted: corruption before the end of the
+    last log (the file and byte offset are named), a corrupt or missing
+    MANIFEST, or a format newer than this kvstore."""
+
+    kind = "corrupt_data"
+# -- end durability
 
 
 def error_class(kind: str) -> type[KvError]:
