@@ -45,6 +45,7 @@ from kvstore._protocol import (
     OP_PING,
     OP_SET,
     OP_SETNX,
+    OP_SNAPSHOT,  # -- durability (issue 11)
     OP_TTL,
     RequestWriter,
 )
@@ -240,6 +241,15 @@ class Commands(ClientBase):
         self._writer.info()
         return self._call(OP_INFO, READ)
 
+    # -- durability (issue 11)
+    def snapshot(self) -> int:
+        """Start a snapshot on a server with --data-dir (like BGSAVE) and
+        return at once: 1 when one started, 0 when one was already running. ``info()["snapshot_in_progress"]`` and ``last_snapshot_*``
+        tell when it is done and how it went."""
+        self._writer.snapshot()
+        return self._call(OP_SNAPSHOT, READ)   # a resend only snapshots again
+    # -- end durability
+
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
              poll_interval: float = 0.05) -> Any:
         """A lock on ``key`` held for at most ``ttl`` seconds: see kvstore.lock.
@@ -343,6 +353,9 @@ class AsyncCommands(ClientBase):
         raise NotImplementedError
 
     async def info(self) -> dict:
+        raise NotImplementedError
+
+    async def snapshot(self) -> int:  # -- durability (issue 11)
         raise NotImplementedError
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,

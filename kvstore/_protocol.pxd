@@ -46,6 +46,7 @@ cdef enum Op:
     OP_GETSET = 0x14
     OP_DELETE_IF_EQUAL = 0x15
     OP_SCAN = 0x16
+    OP_SNAPSHOT = 0x17       # -- durability (issue 11)
     OP_LIMIT = 0x20          # every binary op code is below this
 
 cdef enum CommandFlag:
@@ -196,6 +197,8 @@ cdef class Executor:
                        object pattern, Py_ssize_t count, list out) except? 0xFFFFFFFFFFFFFFFF
     # INFO: the one place its answer is put together.
     cdef dict info(self)
+    # -- durability (issue 11): SNAPSHOT starts one (BGSAVE); 1 if started, 0 if one runs
+    cdef uint64_t snapshot(self) except? 0xFFFFFFFFFFFFFFFF
 
 
 # -- the binary framing (_wire/binary.pxi) -------------------------------------

@@ -31,6 +31,7 @@ OP_GETDEL: Final[int]     # 0x13
 OP_GETSET: Final[int]     # 0x14
 OP_DELETE_IF_EQUAL: Final[int]  # 0x15
 OP_SCAN: Final[int]       # 0x16
+OP_SNAPSHOT: Final[int]   # 0x17 -- durability (issue 11)
 BINARY_OP_LIMIT: Final[int]     # 0x20
 
 # Command flags (Command.flags is an OR of them).
@@ -190,6 +191,7 @@ class RequestWriter:
     def info(self) -> None: ...
     def flush(self) -> None:
         """FLUSH of this writer's prefix (everything when it has none)."""
+    def snapshot(self) -> None: ...  # -- durability (issue 11)
     def take(self) -> bytes:
         """Everything appended since the last take()."""
     def __len__(self) -> int:

@@ -249,7 +249,9 @@ cdef inline uint32_t _u32_at(const char* p) noexcept:
 
 
 cdef object _corrupt(object name, Py_ssize_t offset, str why):
-    return CorruptDataError(f"{name}: {why} at byte offset {offset}")
+    exc = CorruptDataError(f"{name}: {why} at byte offset {offset}")
+    exc.file, exc.offset = name, offset      # for --check --repair
+    return exc
 
 
 cdef int _refuse_body(Py_ssize_t offset) except -1:
@@ -1020,3 +1022,54 @@ def _sync_every_second(journal_ref, stop):
         except Exception:
             _log.exception("background fsync failed")
         journal = None
+
+
+# ------------------------------------------------------------------ --check / --repair
+
+class _NoTruncate(OsFiles):
+    """--check changes nothing: the torn-tail truncation is only counted."""
+
+    def truncate(self, path, size):
+        pass
+
+
+def check_data_dir(path, repair=False):
+    """kvstore-server --check DIR [--repair] (redis-check-aof's habit): load
+    the directory into a scratch engine and report. repair: truncate the
+    last log at its first bad record (what follows it is lost), then check
+    again. Returns (ok, report lines)."""
+    lines = []
+    if not _os.path.exists(_os.path.join(path, MANIFEST)):
+        return False, [f"{path}: no MANIFEST: not a kvstore data directory"]
+    for attempt in range(2):
+        core = Core()
+        try:
+            j = Journal.open(core, path, "no", None if repair else _NoTruncate())
+        except CorruptDataError as exc:
+            lines.append(f"corrupt: {exc}")
+            last = None
+            try:
+                _, logs = _parse_manifest(OsFiles().read(_os.path.join(path, MANIFEST)), path)
+                last = _os.path.join(path, logs[len(logs) - 1])
+            except (CorruptDataError, OSError):
+                pass
+            where = getattr(exc, "file", None)
+            if not repair or attempt or where is None or where != last:
+                if repair:
+                    lines.append("cannot repair: only the last log can be cut back "
+                                 "(a snapshot or an earlier log is damaged)")
+                return False, lines
+            size = _os.path.getsize(where)
+            _os.truncate(where, exc.offset)
+            lines.append(f"repaired: {where} truncated from {size} to {exc.offset} bytes "
+                         f"({size - exc.offset} bytes dropped)")
+            continue
+        figures = j.figures()
+        keys = tp_count(&core.tables)
+        j.close()
+        lines.append(f"ok: {keys} keys, {figures['records_replayed']} records, "
+                     f"{figures['log_files']} log file(s), "
+                     f"{figures['torn_bytes_discarded']} bytes of torn tail "
+                     f"{'dropped' if repair else 'to drop at the next start'}")
+        return True, lines
+    return False, lines

@@ -27,6 +27,13 @@ cdef class ServerStats:
         return {_WIRE_NAMES[i]: self.calls[i] for i in range(len(_WIRE_NAMES)) if self.calls[i]}
 
 
+# -- durability (issue 11)
+cdef int _refuse_writes(Core core) except -1:
+    why = core.journal.failure if core.journal is not None else None
+    raise PersistenceError(f"writes are refused: {why or 'the data directory is not writable'}")
+# -- end durability
+
+
 cdef int _refuse_ttl(uint64_t ms, bint none_allowed) except -1:
     if ms == 0 and not none_allowed:
         raise InvalidArgumentError("ttl must be > 0 ms")
@@ -82,6 +89,10 @@ cdef class Executor:
         # not make room. Neither condition can hold yet.
         if not self.authenticated and not (flags & FLAG_ALLOWED_BEFORE_AUTH_BIT):
             self._refuse(row, flags)
+        # -- durability (issue 11): the log cannot be written, so no write may run
+        if (flags & FLAG_WRITE_BIT) and self.core.writes_refused:
+            _refuse_writes(self.core)
+        # -- end durability
         # One clock read and one bounded housekeeping step per request.
         self.core.begin()
         return 0
@@ -205,3 +216,13 @@ cdef class Executor:
         info["bytes_in"] = self.stats.bytes_in
         info["bytes_out"] = self.stats.bytes_out
         return info
+
+    # -- durability (issue 11)
+    cdef uint64_t snapshot(self) except? 0xFFFFFFFFFFFFFFFF:
+        # Like BGSAVE: starts one and answers at once; the server's
+        # housekeeping tick steps it (the engine's tick) and a thread finishes it.
+        journal = self.core.journal
+        if journal is None:
+            raise PersistenceError("SNAPSHOT needs a server started with --data-dir")
+        return 1 if journal.snapshot_begin() else 0
+    # -- end durability
