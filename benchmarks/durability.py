@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -159,14 +160,19 @@ def _wait_ping(argv: list[str], cwd: str, ping: bytes, pong: bytes,
         proc.wait(30)
 
 
-def restart_kvstore(n: int) -> float:
+def restart_kvstore(n: int) -> tuple[float, float]:
+    """(seconds until a restarted server answers, seconds of Engine(path=...) alone)."""
     engine_cls = require("kvstore", "Engine")
     path = tempfile.mkdtemp(prefix="kvbench-restart-")
     try:
         fill_engine(engine_cls, path, n)
+        started = time.perf_counter()
+        engine_cls(path=path).close()
+        engine_open = time.perf_counter() - started
         argv = [sys.executable, "-m", "kvstore", "--bind", f"127.0.0.1:{services.free_port()}",
                 "--log-level", "warning", "--data-dir", path, "--fsync", "no"]
-        return _wait_ping(argv, tempfile.gettempdir(), b"\x08\x00\x00\x00\x00", b"\x00")
+        return (_wait_ping(argv, tempfile.gettempdir(), b"\x08\x00\x00\x00\x00", b"\x00"),
+                engine_open)
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -203,32 +209,143 @@ def restart_redis(n: int) -> float:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _rss_kb(pid: int) -> int:
+    """Resident memory of pid and its children (a forked BGSAVE child's
+    private, copied pages count; pages it shares do not)."""
+    total = 0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for p in pids + [int(c) for c in children]:
+        try:
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        field = "Rss:" if p == pid else "Private_Dirty:"
+        for line in text.splitlines():
+            if line.startswith(field):
+                total += int(line.split()[1])
+    return total
+
+
+def _stall_probe(send_set, stop, stalls: list) -> None:
+    """One connection's SETs in a loop (bounded by stop and a cap); the longest gap."""
+    worst = 0.0
+    for _ in range(2_000_000):
+        if stop.is_set():
+            break
+        t = time.perf_counter()
+        send_set()
+        worst = max(worst, time.perf_counter() - t)
+    stalls.append(worst)
+
+
+def snapshot_under_load(n: int) -> dict:
+    """A snapshot of n keys while a client writes: duration, the client's
+    longest SET, extra memory; kvstore SNAPSHOT vs Redis BGSAVE."""
+    import threading
+    client_cls = require("kvstore", "Client")
+    out = {}
+    data = tempfile.mkdtemp(prefix="kvbench-snapdata-")
+    value = "value-0123456789"
+    with services.start_kvstore("--data-dir", data, "--fsync", "everysec") as kv:
+        with client_cls(kv.address) as c:
+            for s in range(0, n, 1000):
+                c.mset({f"key:{i:08d}": value for i in range(s, min(n, s + 1000))})
+            base_rss = _rss_kb(kv.pid)
+            stop, stalls = threading.Event(), []
+            with client_cls(kv.address) as w:
+                probe = threading.Thread(target=_stall_probe, args=(
+                    lambda: w.set("probe", value), stop, stalls))
+                probe.start()
+                time.sleep(0.2)
+                started, peak = time.perf_counter(), base_rss
+                c.snapshot()
+                while c.info()["snapshot_in_progress"] and time.perf_counter() - started < 120:
+                    peak = max(peak, _rss_kb(kv.pid))
+                    time.sleep(0.005)
+                duration = time.perf_counter() - started
+                stop.set()
+                probe.join()
+            out["kvstore"] = {"duration_s": duration, "longest_set_ms": stalls[0] * 1e3,
+                              "extra_rss_mb": (peak - base_rss) / 1024,
+                              "dataset_rss_mb": base_rss / 1024}
+    shutil.rmtree(data, ignore_errors=True)
+    redis = services.start_redis()
+    with redis:
+        frames = [loadgen.resp_command(b"SET", f"key:{i:08d}".encode(), value.encode())
+                  for i in range(n)]
+        _pipe(redis.host, redis.port, frames, loadgen.count_resp_frames)
+        base_rss = _rss_kb(redis.pid)
+        stop, stalls = threading.Event(), []
+        probe_sock = socket.create_connection((redis.host, redis.port))
+        set_frame = loadgen.resp_command(b"SET", b"probe", value.encode())
+
+        def redis_set():
+            probe_sock.sendall(set_frame)
+            probe_sock.recv(64)
+        probe = threading.Thread(target=_stall_probe, args=(redis_set, stop, stalls))
+        probe.start()
+        time.sleep(0.2)
+        started, peak = time.perf_counter(), base_rss
+        with socket.create_connection((redis.host, redis.port)) as admin:
+            admin.sendall(loadgen.resp_command(b"BGSAVE"))
+            admin.recv(64)
+            while time.perf_counter() - started < 120:
+                peak = max(peak, _rss_kb(redis.pid))
+                admin.sendall(loadgen.resp_command(b"INFO", b"persistence"))
+                if b"rdb_bgsave_in_progress:0" in admin.recv(1 << 16):
+                    break
+                time.sleep(0.005)
+        duration = time.perf_counter() - started
+        stop.set()
+        probe.join()
+        probe_sock.close()
+        out["redis"] = {"duration_s": duration, "longest_set_ms": stalls[0] * 1e3,
+                        "extra_rss_mb": (peak - base_rss) / 1024,
+                        "dataset_rss_mb": base_rss / 1024}
+    return out
+
+
 def run(quick: bool) -> dict:
-    seconds = 0.5 if quick else 2.0
+    # Interleaved rounds, medians: on a shared 2-core machine one reading of
+    # a variant can be 2x off (other processes), and a round-robin spreads
+    # that over every contender alike.
+    rounds_ = 1 if quick else 3
+    seconds = 0.5 if quick else 1.0
     keys = make_keys(1024)
     value = "value-0123456789"
     kv_frames = _kv_set_frames(keys, value)
     rd_frames = [loadgen.resp_command(b"SET", k.encode() if isinstance(k, str) else k,
                                       value.encode()) for k in keys]
     shapes = [(4, 1), (4, 16), (50, 1), (50, 16)]
-    results: dict = {"set": {}, "restart": {}}
+    samples: dict = {}
     variants = [("memory", None), ("no", "no"), ("everysec", "everysec"), ("always", "always")]
-    for name, redis_fsync in variants:
-        data = tempfile.mkdtemp(prefix="kvbench-kvdata-")
-        extra = () if redis_fsync is None else ("--data-dir", data, "--fsync", name)
-        with services.start_kvstore(*extra) as kv:
-            for conns, depth in shapes:
-                results["set"].setdefault(f"{conns}x{depth}", {})[f"kvstore {name}"] = _load(
-                    kv, kv_frames, loadgen.count_kvstore_frames, conns, depth, seconds)
-        shutil.rmtree(data, ignore_errors=True)
-        redis = services.start_redis() if redis_fsync is None else start_redis_aof(redis_fsync)
-        with redis:
-            for conns, depth in shapes:
-                results["set"][f"{conns}x{depth}"][f"redis {name}"] = _load(
-                    redis, rd_frames, loadgen.count_resp_frames, conns, depth, seconds)
-        print(f"done: {name}", file=sys.stderr)
+    for round_ in range(rounds_):
+        for name, redis_fsync in variants:
+            data = tempfile.mkdtemp(prefix="kvbench-kvdata-")
+            extra = () if redis_fsync is None else ("--data-dir", data, "--fsync", name)
+            with services.start_kvstore(*extra) as kv:
+                for conns, depth in shapes:
+                    samples.setdefault((f"{conns}x{depth}", f"kvstore {name}"), []).append(_load(
+                        kv, kv_frames, loadgen.count_kvstore_frames, conns, depth, seconds))
+            shutil.rmtree(data, ignore_errors=True)
+            redis = services.start_redis() if redis_fsync is None else start_redis_aof(redis_fsync)
+            with redis:
+                for conns, depth in shapes:
+                    samples.setdefault((f"{conns}x{depth}", f"redis {name}"), []).append(_load(
+                        redis, rd_frames, loadgen.count_resp_frames, conns, depth, seconds))
+            print(f"round {round_ + 1}/{rounds_}: {name}", file=sys.stderr)
+    results: dict = {"set": {}, "restart": {}, "rounds": rounds_}
+    for (shape, contender), values in samples.items():
+        results["set"].setdefault(shape, {})[contender] = statistics.median(values)
     n = 100_000 if quick else 1_000_000
-    results["restart"] = {"keys": n, "kvstore_s": restart_kvstore(n), "redis_s": restart_redis(n)}
+    server_s, engine_s = restart_kvstore(n)
+    results["restart"] = {"keys": n, "kvstore_s": server_s, "kvstore_engine_open_s": engine_s,
+                          "redis_s": restart_redis(n)}
+    results["snapshot"] = snapshot_under_load(n)
     return results
 
 
@@ -246,7 +363,17 @@ def report(results: dict) -> str:
     lines.append(f"Restart with {r['keys']:,} keys (90% snapshot/RDB preamble + 10% log): "
                  f"kvstore {r['kvstore_s']:.2f} s, Redis {r['redis_s']:.2f} s, "
                  f"ratio {r['kvstore_s'] / r['redis_s']:.2f} (lower is faster; kvstore's "
-                 "includes the Python interpreter's start)")
+                 "includes the Python interpreter's start); Engine(path=...) alone "
+                 f"{r['kvstore_engine_open_s']:.2f} s, ratio "
+                 f"{r['kvstore_engine_open_s'] / r['redis_s']:.2f}")
+    snap = results.get("snapshot")
+    if snap:
+        lines.append("")
+        lines.append(f"Snapshot of {r['keys']:,} keys while one client writes:")
+        for who in ("kvstore", "redis"):
+            f = snap[who]
+            lines.append(f"- {who}: {f['duration_s']:.2f} s, longest SET {f['longest_set_ms']:.1f} ms, "
+                         f"extra memory {f['extra_rss_mb']:.1f} MB of {f['dataset_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
 
