@@ -358,9 +358,10 @@ class Server:
     # pending, no commit under way, nothing held) goes out at once: a reader
     # of durable data does not wait for anyone's fsync.
     #
-    # everysec and no: each pass's records are written (one write()) before
-    # its replies, so a process crash loses nothing; the journal's own thread
-    # fdatasyncs about once a second (everysec) and never blocks the loop.
+    # everysec and no: the same holding, but the commit is the pass's one
+    # write() and the replies go out right after it, so a process crash loses
+    # nothing; the journal's own thread fdatasyncs about once a second
+    # (everysec) and never blocks the loop.
     #
     # A failed write or fsync is never an OK: the connections whose replies
     # were held are dropped (their clients see a connection error, not a
@@ -368,22 +369,12 @@ class Server:
     # on, reads going on, until a SNAPSHOT rewrites the state into new files.
 
     def _reply_when_durable(self, conn: ServerConnection, out: bytes) -> None:
-        journal = self._journal
-        if journal.policy == 2:     # always
-            if journal.pending_bytes or self._held or self._commit_running:
-                self._held.append((conn, out))
-                if not self._commit_scheduled and not self._commit_running:
-                    self._commit_scheduled = True
-                    self._loop.call_soon(self._group_commit)  # type: ignore[union-attr]
-                return
-        elif journal.pending_bytes:
-            try:
-                journal.write_pending()
-            except PersistenceError:
-                log.error("closing %s: its replies follow writes the log could not take",
-                          conn.peer)
-                conn.transport.abort()
-                return
+        if self._journal.pending_bytes or self._held or self._commit_running:
+            self._held.append((conn, out))
+            if not self._commit_scheduled and not self._commit_running:
+                self._commit_scheduled = True
+                self._loop.call_soon(self._group_commit)  # type: ignore[union-attr]
+            return
         conn.transport.write(out)
 
     def _group_commit(self) -> None:
@@ -395,6 +386,9 @@ class Server:
             self._journal.write_pending()
         except PersistenceError:
             self._drop_batch(batch)
+            return
+        if self._journal.policy != 2:    # everysec, no: written is enough (a crash keeps it)
+            self._release(batch)
             return
         if self._sync_pool is None:
             self._sync_pool = concurrent.futures.ThreadPoolExecutor(
@@ -411,12 +405,15 @@ class Server:
         if done.exception() is not None:
             self._drop_batch(batch)
         else:
-            for conn, out in batch:
-                if not conn.transport.is_closing():
-                    conn.transport.write(out)
+            self._release(batch)
         if self._held and not self._commit_scheduled:
             self._commit_scheduled = True
             self._loop.call_soon(self._group_commit)  # type: ignore[union-attr]
+
+    def _release(self, batch: list[tuple[ServerConnection, bytes]]) -> None:
+        for conn, out in batch:
+            if not conn.transport.is_closing():
+                conn.transport.write(out)
 
     def _drop_batch(self, batch: list[tuple[ServerConnection, bytes]]) -> None:
         log.error("the log could not be made durable (%s): dropping %d connections whose "
