@@ -424,3 +424,52 @@ def test_a_failed_write_refuses_writes():
     with pytest.raises(PersistenceError):
         kv.delete("a")
     assert kv.get("a") == 1
+
+
+# -------------------------------------------------------------- --check / --repair, triggers
+
+def test_check_reports_and_changes_nothing_repair_cuts_the_last_log(tmp_path, capsys):
+    from kvstore.cli import main
+
+    data = bytearray(_three_records(tmp_path))
+    torn = bytes(data) + b"\x00\x00\x01"
+    with open(_log_path(tmp_path), "wb") as f:
+        f.write(torn)
+    assert main(["--check", str(tmp_path)]) == 0
+    assert "4 keys" in capsys.readouterr().out
+    assert open(_log_path(tmp_path), "rb").read() == torn      # --check changed nothing
+    data[30] ^= 0x10                                            # the first record is bad now
+    with open(_log_path(tmp_path), "wb") as f:
+        f.write(data)
+    assert main(["--check", str(tmp_path)]) == 1
+    assert "offset 16" in capsys.readouterr().out
+    assert main(["--check", str(tmp_path), "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "truncated" in out and "ok: 0 keys" in out
+    with Engine(path=tmp_path) as kv:
+        assert len(kv) == 0
+    assert main(["--check", str(tmp_path / "nothing")]) == 1
+
+
+def test_a_damaged_snapshot_cannot_be_repaired(tmp_path, capsys):
+    from kvstore.cli import main
+
+    with Engine(path=tmp_path) as kv:
+        kv.mset({f"k{i}": i for i in range(10)})
+        kv.snapshot()
+    snap = os.path.join(tmp_path, "snapshot.2.kvs")
+    data = bytearray(open(snap, "rb").read())
+    data[40] ^= 1
+    with open(snap, "wb") as f:
+        f.write(data)
+    assert main(["--check", str(tmp_path), "--repair"]) == 1
+    assert "cannot repair" in capsys.readouterr().out
+
+
+def test_auto_snapshot_by_time(tmp_path):
+    with Engine(path=tmp_path, fsync="no", snapshot_every=0.05) as kv:
+        kv.set("a", 1)
+        time.sleep(0.06)
+        _tick_until_idle(kv)
+        assert kv.info()["last_snapshot_result"] == "ok"
+        assert kv.info()["last_snapshot_entries"] == 1
