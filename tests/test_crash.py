@@ -151,3 +151,57 @@ def test_snapshot_over_the_wire_and_the_info_figures(tmp_path):
             assert client.get("k499") == 499 and client.get("after") == 1
     finally:
         server.stop()
+
+
+def test_group_commit_fsync_failure_is_never_an_ok():
+    """fsync=always in a real Server (in this process, over the fault layer):
+    a failed fdatasync drops the held replies instead of answering OK, then
+    writes are refused with PersistenceError while reads go on; a SNAPSHOT
+    brings writes back."""
+    import asyncio
+
+    from kvstore.errors import KvConnectionError, PersistenceError
+    from kvstore.server import Server
+    from tests.faultfs import FaultFiles
+
+    files = FaultFiles()
+    engine = kvstore.Engine(path="/data", fsync="always", _files=files)
+    server = Server(engine, port=0)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_until_complete(server.serve_forever())
+        loop.run_until_complete(server.wait_closed())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        url = f"127.0.0.1:{server.port}"
+        with kvstore.Client(url) as client:
+            client.set("a", 1)
+            assert server.group_commits >= 1
+            files.fail_fsync_at = files.fsyncs + 1
+            with pytest.raises(KvConnectionError):
+                client.set("b", 2)            # held, then dropped: never an OK
+        with kvstore.Client(url) as client:
+            with pytest.raises(PersistenceError, match="refused"):
+                client.set("c", 3)
+            assert client.get("a") == 1 and client.get("c") is None
+            assert client.info()["persistence_error"]
+            assert client.snapshot() == 1
+            deadline = time.monotonic() + 20
+            while client.info()["snapshot_in_progress"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert client.info()["last_snapshot_result"] == "ok"
+            client.set("c", 3)
+        after = kvstore.Engine(path="/data", _files=files.power_cut())
+        assert after.get("a") == 1 and after.get("c") == 3
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        thread.join(10)
+        engine.close()
