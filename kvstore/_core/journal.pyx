@@ -33,6 +33,9 @@
 # PersistenceError, and every later write call is refused with it (reads go
 # on) until a snapshot succeeds, which rewrites the whole state into new files.
 
+from libc.errno cimport EINTR, errno
+from posix.unistd cimport write as posix_write
+
 import json as _json
 import logging as _logging
 import time as _time
@@ -175,6 +178,20 @@ class OsFiles:
         refused as well as another process, and a crash releases it."""
         import fcntl
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+cdef int _write_all(int fd, const char* data, Py_ssize_t n) except -1:
+    """write(2) all of data or raise OSError (EINTR retried)."""
+    cdef Py_ssize_t done = 0
+    cdef ssize_t wrote
+    while done < n:
+        wrote = posix_write(fd, data + done, <size_t>(n - done))
+        if wrote < 0:
+            if errno == EINTR:
+                continue
+            raise OSError(errno, _os.strerror(errno))
+        done += wrote
+    return 0
 
 
 # ------------------------------------------------------------------ records
@@ -656,14 +673,19 @@ cdef class Journal:
             # record, and what follows it would be unreadable.
             self.pending.clear()
             raise PersistenceError(self.failure)
-        data = self.pending.to_bytes()
+        try:
+            if type(self.files) is OsFiles:
+                # The common case, once per embedded call: straight from the
+                # buffer, no bytes object and no Python-level call.
+                _write_all(<int>self.log_fd, self.pending._buf, n)
+            else:
+                self.files.write(self.log_fd, self.pending.to_bytes())
+        except OSError as exc:
+            self.pending.clear()
+            self._fail(f"write to the log {self.log_names[len(self.log_names) - 1]} failed: {exc}")
         self.pending.clear()
         if self.pending._size > SNAPSHOT_WRITE_BYTES:
             self.pending.reset()
-        try:
-            self.files.write(self.log_fd, data)
-        except OSError as exc:
-            self._fail(f"write to the log {self.log_names[len(self.log_names) - 1]} failed: {exc}")
         self.log_bytes += n
         self.unsynced_bytes += n
         return n
