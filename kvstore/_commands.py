@@ -52,6 +52,7 @@ from kvstore._protocol import (
     OP_SCAN,
     OP_SET,
     OP_SETNX,
+    OP_SNAPSHOT,  # -- durability (issue 11)
     OP_TTL,
     RequestWriter,
     batch_keys,
@@ -324,6 +325,15 @@ class Commands(ClientBase):
         return self._call(OP_CONFIG_SET, WRITE, None, timeout)
     # -- end eviction
 
+    # -- durability (issue 11)
+    def snapshot(self) -> int:
+        """Start a snapshot on a server with --data-dir (like BGSAVE) and
+        return at once: 1 when one started, 0 when one was already running. ``info()["snapshot_in_progress"]`` and ``last_snapshot_*``
+        tell when it is done and how it went."""
+        self._writer.snapshot()
+        return self._call(OP_SNAPSHOT, READ)   # a resend only snapshots again
+    # -- end durability
+
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
              poll_interval: float = 0.05) -> Any:
         """A lock on ``key`` held for at most ``ttl`` seconds: see kvstore.lock.
@@ -452,6 +462,9 @@ class AsyncCommands(ClientBase):
 
     async def config_set(self, settings: Mapping[str, Any], *,
                          timeout: float | None = None) -> None:  # -- eviction (issue 12)
+        raise NotImplementedError
+
+    async def snapshot(self) -> int:  # -- durability (issue 11)
         raise NotImplementedError
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,

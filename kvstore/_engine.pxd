@@ -97,6 +97,10 @@ cdef class Core:
     cdef void batch_item(self, const char* key, Py_ssize_t key_length, Py_ssize_t value_length,
                          bint has_ttl, size_t* need, Py_ssize_t* new_keys) noexcept
     # -- end eviction
+    # -- durability (issue 11)
+    cdef object journal          # the Journal of Engine(path=...) (_core/journal.pyx), or None
+    cdef bint writes_refused     # the log cannot be written: write calls raise PersistenceError
+    # -- end durability
 
     # Start of every call: read the clock once and take a bounded step of
     # housekeeping (migration, expiry). Also hands the test observer what the
@@ -235,3 +239,11 @@ cdef class KeySpace:
                     object expected) except -1
     # The one path behind incr/decr.
     cdef int64_t _add(self, object key, object delta, bint subtract) except? -1
+
+
+# -- durability (issue 11): the append-only log and snapshots
+include "_core/journal.pxd"
+
+# Raises the PersistenceError that keeps write calls out while the log cannot be written.
+cdef int refuse_writes(Core core) except -1
+# -- end durability

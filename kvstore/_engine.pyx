@@ -41,12 +41,19 @@ from kvstore.errors import (
 # -- eviction (issue 12)
 from kvstore.errors import OutOfMemoryError
 # -- end eviction
+# -- durability (issue 11)
+from kvstore._codec cimport kv_load_u32, kv_store_u32, rd_u64
+from kvstore.errors import PersistenceError as _PersistenceError
+# -- end durability
 
 include "_core/table.pyx"
 include "_core/wheel.pyx"
 # -- eviction (issue 12)
 include "_core/evict.pyx"
 # -- end eviction
+# -- durability (issue 11)
+include "_core/journal.pyx"
+# -- end durability
 
 
 # ---------------------------------------------------------------- arguments
@@ -169,6 +176,10 @@ cdef class Core:
         if self.evict_log is not None and self.evict_log._length:
             ev_deliver(self)
         # -- end eviction
+        # -- durability (issue 11): the embedded engine's commit point
+        if self.journal is not None:
+            (<Journal>self.journal).after_call()
+        # -- end durability
         if KVSTORE_DEBUG:
             self._debug_check()
         return 0
@@ -705,6 +716,10 @@ cdef class Core:
         if ev_step(self, started, budget_us):
             more = True
         # -- end eviction
+        # -- durability (issue 11): snapshot steps and triggers
+        if self.journal is not None and (<Journal>self.journal).tick(budget_us):
+            more = True
+        # -- end durability
         return 1 if more else 0
 
     # ----------------------------------------------------------- counting
@@ -829,6 +844,14 @@ cdef tuple _mutation_record(uint8_t kind, bytes key, bytes value, int64_t deadli
     if kind == MUT_EXPIRE or kind == MUT_RECLAIM:
         return (name, key, deadline)
     return (name, key)
+
+
+# -- durability (issue 11)
+cdef int refuse_writes(Core core) except -1:
+    journal = core.journal
+    why = journal.failure if journal is not None else None
+    raise _PersistenceError(f"writes are refused: {why or 'the data directory is not writable'}")
+# -- end durability
 
 
 # ----------------------------------------------------------------- helpers
@@ -988,6 +1011,8 @@ cdef class KeySpace:
             if expected is not None:
                 encode_value(buf, expected[0])
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             return core.store(ref.ptr, ref.length, buf._buf, value_length, ttl_ms, mode,
                               buf._buf + value_length, buf._length - value_length)
@@ -1000,6 +1025,8 @@ cdef class KeySpace:
         """Remove key; True when it existed."""
         cdef Core core = self._core
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -1035,6 +1062,8 @@ cdef class KeySpace:
         cdef int64_t d = delta_arg(delta)
         cdef int64_t result
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -1052,6 +1081,8 @@ cdef class KeySpace:
         cdef Core core = self._core
         cdef int64_t ttl_ms = ttl_to_ms(ttl, False)
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -1064,6 +1095,8 @@ cdef class KeySpace:
         """Drop key's ttl; True when it had one (False: missing or no ttl)."""
         cdef Core core = self._core
         cdef KeyRef ref
+        if core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(core)
         core.begin()
         ref_key(self, &ref, key)
         try:
@@ -1082,6 +1115,8 @@ cdef class KeySpace:
         ref.heap = NULL
         try:
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             found = core.take(ref.ptr, ref.length, buf)
             key_release(&ref)
@@ -1109,6 +1144,8 @@ cdef class KeySpace:
         try:
             encode_value(buf, value)
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             had = core.exchange(ref.ptr, ref.length, buf._buf, buf._length, ttl_ms, old)
         finally:
@@ -1130,6 +1167,8 @@ cdef class KeySpace:
         try:
             encode_value(buf, expected)
             ref_key(self, &ref, key)
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             return core.remove_if_equal(ref.ptr, ref.length, buf._buf, buf._length) == 1
         finally:
@@ -1227,6 +1266,8 @@ cdef class KeySpace:
                     raise ValueTooLargeError(
                         f"value {i} encodes to {spans[2 * i + 1] - spans[2 * i]} bytes, "
                         f"the limit is {MAX_VALUE_BYTES}")
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             # -- eviction (issue 12): room for the whole batch, or nothing written
             if core.ev.active:
@@ -1270,6 +1311,8 @@ cdef class KeySpace:
                 finally:
                     key_release(&ref)
                 ends[i] = buf._length
+            if core.writes_refused:  # -- durability (issue 11)
+                refuse_writes(core)
             core.begin()
             core.batch_begin()
             try:
@@ -1414,6 +1457,8 @@ cdef class KeySpace:
 
     def flush(self):
         """Remove every key (of this namespace only, for a view); how many."""
+        if self._core.writes_refused:  # -- durability (issue 11)
+            refuse_writes(self._core)
         self._core.begin()
         try:
             return self._core.remove_prefixed(PyBytes_AS_STRING(self._prefix),
@@ -1451,6 +1496,8 @@ cdef class KeySpace:
         misses, expired (reclaimed so far), keys_with_ttl, capacity, ..."""
         self._core.begin()
         result = self._core.info()
+        if self._core.journal is not None:  # -- durability (issue 11)
+            result.update(self._core.journal.figures())
         if self._prefix:
             result["namespace"] = self._prefix[:len(self._prefix) - 1].decode("utf-8", "replace")
             result["namespace_keys"] = len(self)
@@ -1543,11 +1590,19 @@ cdef class Engine(KeySpace):
     cdef bint _eviction_chosen   # -- eviction (issue 12): eviction= was given once
 
     def __init__(self, clock=None, *, reclaim_interval=None,
-                 max_memory=None, max_keys=None, eviction=None, on_evict=None):
+                 max_memory=None, max_keys=None, eviction=None, on_evict=None,
+                 path=None, fsync="everysec", snapshot_every=None, snapshot_log_growth=None,
+                 _files=None):
         if clock is not None and not callable(clock):
             raise InvalidArgumentError("clock must be a callable returning seconds")
         self._core = Core(clock)
         self._prefix = b""
+        # -- durability (issue 11): recover from the data directory, then log every change
+        if path is not None:
+            Journal.open(self._core, path, fsync, _files, snapshot_every, snapshot_log_growth)
+        elif fsync != "everysec" or snapshot_every is not None or snapshot_log_growth is not None:
+            raise InvalidArgumentError("fsync and the snapshot triggers need path=DIR")
+        # -- end durability
         # -- eviction (issue 12)
         self.configure(max_memory=max_memory, max_keys=max_keys,
                        eviction=eviction if eviction is not None else _UNSET,
@@ -1603,6 +1658,38 @@ cdef class Engine(KeySpace):
         core.rng = core.seed0 | 1
 
     # -- end eviction
+
+    # -- durability (issue 11)
+    @property
+    def journal(self):
+        """The Journal of an engine opened with path=..., else None."""
+        return self._core.journal
+
+    def snapshot(self, wait=True):
+        """Write a snapshot of the whole engine and restart the log after it.
+        wait=True: here and now, returning its figures (time, duration_s,
+        bytes, entries, result). wait=False: start one and return None; tick()
+        (a server's housekeeping) steps it while calls go on."""
+        journal = self._core.journal
+        if journal is None:
+            raise InvalidArgumentError("snapshot() needs an engine opened with path=DIR")
+        self._core.begin()
+        return journal.run_snapshot(wait)
+
+    def close(self):
+        """Write and fdatasync the log, finish a snapshot under way and release
+        the data directory (its lock). The data stays readable in memory;
+        writes are refused. No-op without path=."""
+        if self._core.journal is not None:
+            self.stop_reclaimer()
+            self._core.journal.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+    # -- end durability
 
     def start_reclaimer(self, interval=0.05, budget_ms=1.0):
         """Reclaim expired keys in a background daemon thread every interval

@@ -46,6 +46,7 @@ cdef enum Op:
     OP_GETSET = 0x14
     OP_DELETE_IF_EQUAL = 0x15
     OP_SCAN = 0x16
+    OP_SNAPSHOT = 0x17       # -- durability (issue 11)
     OP_CONFIG_GET = 0x18     # -- eviction (issue 12)
     OP_CONFIG_SET = 0x19     # -- eviction (issue 12)
     OP_LIMIT = 0x20          # every binary op code is below this
@@ -271,7 +272,10 @@ cdef class Executor:
     cdef Py_ssize_t dbsize(self) except -1
     cdef object random_key(self)
     # Everything a WATCH compares: the value encoding and the deadline, or None.
-    cdef object snapshot(self, const char* key, Py_ssize_t key_length)
+    cdef object watch_state(self, const char* key, Py_ssize_t key_length)
+
+    # -- durability (issue 11): SNAPSHOT starts one (BGSAVE); 1 if started, 0 if one runs
+    cdef uint64_t snapshot(self) except? 0xFFFFFFFFFFFFFFFF
 
 
 # -- the binary framing (_wire/binary.pxi) -------------------------------------

@@ -31,6 +31,7 @@ OP_GETDEL: Final[int]     # 0x13
 OP_GETSET: Final[int]     # 0x14
 OP_DELETE_IF_EQUAL: Final[int]  # 0x15
 OP_SCAN: Final[int]       # 0x16
+OP_SNAPSHOT: Final[int]   # 0x17 -- durability (issue 11)
 OP_CONFIG_GET: Final[int]  # 0x18 -- eviction (issue 12)
 OP_CONFIG_SET: Final[int]  # 0x19 -- eviction (issue 12)
 BINARY_OP_LIMIT: Final[int]     # 0x20
@@ -224,6 +225,7 @@ class RequestWriter:
     def truncate(self, length: int) -> None:
         """Drop what was appended after the first ``length`` bytes."""
     # -- end pipelines --
+    def snapshot(self) -> None: ...  # -- durability (issue 11)
     def take(self) -> bytes:
         """Everything appended since the last take()."""
     def __len__(self) -> int:

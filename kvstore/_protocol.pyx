@@ -35,6 +35,7 @@ cdef object InvalidKeyError = _errors.InvalidKeyError
 cdef object InvalidArgumentError = _errors.InvalidArgumentError
 cdef object ValueTooLargeError = _errors.ValueTooLargeError
 cdef object ServerError = _errors.ServerError
+cdef object PersistenceError = _errors.PersistenceError   # -- durability (issue 11)
 cdef object error_class = _errors.error_class
 # Refusals of the request itself get INVALID; everything else is ERROR.
 cdef tuple _INVALID_REQUEST = (ProtocolError, InvalidKeyError, InvalidArgumentError)

@@ -18,7 +18,7 @@ import sys
 import kvstore
 from kvstore._address import parse_url
 from kvstore._protocol import DEFAULT_PORT
-from kvstore.errors import KvError
+from kvstore.errors import KvError, PersistenceError
 from kvstore.server import Endpoint, Server
 from kvstore.server import (  # -- limits (issue 10)
     DEFAULT_CLIENT_OUTPUT_GRACE_S, DEFAULT_FRAME_TIMEOUT_S, DEFAULT_MAX_CLIENTS,
@@ -130,7 +130,51 @@ def _parser() -> argparse.ArgumentParser:
                         choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--no-uvloop", action="store_true",
                         help="use asyncio's own event loop even when uvloop is installed")
+    # -- durability (issue 11)
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="keep the data in DIR (an append-only log and snapshots) and "
+                             "recover it at start (default: memory only)")
+    parser.add_argument("--fsync", choices=["always", "everysec", "no"], default="everysec",
+                        help="always: no reply before its write is on disk (group commit); "
+                             "everysec: fdatasync once a second; no: the OS decides "
+                             "(default everysec; docs/durability.md)")
+    parser.add_argument("--snapshot-every", type=_seconds, default=None, metavar="SECONDS",
+                        help="snapshot this often (default 0: never by time)")
+    parser.add_argument("--snapshot-log-growth", type=_percent, default=None, metavar="PCT",
+                        help="snapshot when the log has grown by this much over the last "
+                             "snapshot's size, e.g. 100%% (default: never by size)")
+    parser.add_argument("--check", metavar="DIR", default=None,
+                        help="check the data directory DIR, report and exit")
+    parser.add_argument("--repair", action="store_true",
+                        help="with --check: cut the last log back to its last valid record")
+    # -- end durability
     return parser
+
+
+# -- durability (issue 11)
+def _percent(text: str) -> float:
+    """A percentage > 0: 100% or 100."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (e.g. 100%)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0%: {text!r}")
+    return value
+
+
+def _check(args: argparse.Namespace) -> int:
+    from kvstore._engine import check_data_dir
+
+    try:
+        ok, lines = check_data_dir(args.check, repair=args.repair)
+    except KvError as exc:
+        print(f"kvstore-server --check: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+# -- end durability
 
 
 async def _serve(server: Server) -> None:
@@ -176,14 +220,28 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # -- durability (issue 11)
+    if args.check is not None:
+        return _check(args)
+    engine = None
+    # -- end durability
     try:
         host, port = _bind_address(args.bind)
         endpoints = [Endpoint(host, port)]
         if args.resp_port is not None:   # issue 13
             endpoints.append(Endpoint(host, args.resp_port, "resp"))
         # -- eviction (issue 12): the engine with its limits
+        # -- durability (issue 11): recover the data directory before listening
+        durability: dict = {}
+        if args.data_dir is not None:
+            durability = dict(path=args.data_dir, fsync=args.fsync,
+                              snapshot_every=args.snapshot_every,
+                              snapshot_log_growth=args.snapshot_log_growth)
+        elif args.snapshot_every or args.snapshot_log_growth or args.fsync != "everysec":
+            raise KvError("--fsync and the --snapshot-* options need --data-dir")
+        # -- end durability
         engine = Engine(max_memory=args.max_memory, max_keys=args.max_keys,
-                        eviction=args.eviction)
+                        eviction=args.eviction, **durability)
         server = Server(engine, host=host, port=port, max_payload=args.max_payload,
                         idle_timeout=args.idle_timeout, endpoints=endpoints,
                         # -- limits (issue 10): 0 is "no limit" on the command line
@@ -192,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                         client_output_grace=args.client_output_grace,
                         frame_timeout=args.frame_timeout,
                         max_input_buffers=args.max_input_buffers or None)
+    except PersistenceError as exc:   # -- durability (issue 11)
+        print(f"kvstore-server: {exc}", file=sys.stderr)
+        return 1
     except KvError as exc:
         print(f"kvstore-server: {exc}", file=sys.stderr)
         return 2
@@ -209,4 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kvstore-server: cannot listen on {args.bind}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
+    finally:
+        if engine is not None:   # -- durability (issue 11): everything synced, lock released
+            engine.close()
     return 0

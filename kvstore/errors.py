@@ -26,6 +26,11 @@ __all__ = [
     "LockError",
     "LockNotOwnedError",
     "OutOfMemoryError",  # -- eviction (issue 12)
+    # -- durability (issue 11)
+    "PersistenceError",
+    "DataDirLockedError",
+    "CorruptDataError",
+    # -- end durability
     "error_class",
 ]
 
@@ -174,6 +179,29 @@ class OutOfMemoryError(KvError, MemoryError):
 
 
 # -- end eviction
+
+# -- durability (issue 11)
+class PersistenceError(KvError):
+    """The data directory cannot be written (a failed write or fsync, a
+    closed engine): the call that met it did not become durable, and write
+    calls are refused (reads go on) until a snapshot succeeds or a restart."""
+
+    kind = "persistence"
+
+
+class DataDirLockedError(PersistenceError):
+    """Another engine or process holds the data directory's lock."""
+
+    kind = "locked"
+
+
+class CorruptDataError(PersistenceError):
+    """A data file that cannot be trusted: corruption before the end of the
+    last log (the file and byte offset are named), a corrupt or missing
+    MANIFEST, or a format newer than this kvstore."""
+
+    kind = "corrupt_data"
+# -- end durability
 
 
 def error_class(kind: str) -> type[KvError]:

@@ -22,6 +22,7 @@ HOUSEKEEPING_INTERVAL_S (Redis's active expire cycle, bounded the same way).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import math
 import select
@@ -34,7 +35,7 @@ from typing import Any
 
 from kvstore._engine import Engine, KeySpace
 from kvstore._protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_PORT, FRAMINGS, ServerStats
-from kvstore.errors import InvalidArgumentError, LimitError
+from kvstore.errors import InvalidArgumentError, LimitError, PersistenceError
 
 __all__ = ["Endpoint", "Server", "ServerConnection"]
 
@@ -132,7 +133,12 @@ class ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.detect_framing:
             self._detect_framing(data)
-        self.transport.write(self.processor.feed(data))
+        # -- durability (issue 11): with a data directory, replies wait for the log
+        if self.server._journal is not None:
+            self.server._reply_when_durable(self, self.processor.feed(data))
+        else:
+            self.transport.write(self.processor.feed(data))
+        # -- end durability
         if self.processor.framing_lost or self.processor.has_backlog:
             self._stalled()
         # -- limits (issue 10): the same for every framing
@@ -182,7 +188,12 @@ class ServerConnection(asyncio.Protocol):
             self.drop("the client hung up with requests left to run", now=True)
             return
         if not self.transport.is_closing():
-            self.transport.write(self.processor.feed(b""))
+            # -- durability (issue 11)
+            if self.server._journal is not None:
+                self.server._reply_when_durable(self, self.processor.feed(b""))
+            else:
+                self.transport.write(self.processor.feed(b""))
+            # -- end durability
             self._stalled()
             if self.server.client_output_limit is not None:
                 self._check_output()
@@ -320,6 +331,17 @@ class Server:
         self._stopped: asyncio.Event | None = None    # set by close()
         self._drained: asyncio.Event | None = None    # set once closing and no connection is left
         self._closing = False
+        # -- durability (issue 11): group commit (see _reply_when_durable)
+        self._journal: Any = getattr(self.engine, "journal", None)
+        if self._journal is not None:
+            # The server writes and syncs the log itself, once per loop pass.
+            self._journal.group_commit = True
+        self._held: list[tuple[ServerConnection, bytes]] = []
+        self._commit_scheduled = False
+        self._commit_running = False
+        self._sync_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.group_commits = 0
+        # -- end durability
 
     @property
     def host(self) -> str:
@@ -345,6 +367,7 @@ class Server:
             "connections": len(self._connections),
             "connections_total": self._connections_total,
             "max_payload": self.max_payload,
+            **(self.persistence_figures() if self._journal is not None else {}),  # -- durability
         }
 
     def _opened(self, conn: ServerConnection) -> None:
@@ -434,6 +457,8 @@ class Server:
             for conn in list(self._connections):
                 conn.transport.abort()
             await self._drained.wait()
+        if self._sync_pool is not None:   # -- durability (issue 11)
+            self._sync_pool.shutdown(wait=True)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -458,6 +483,88 @@ class Server:
         self._schedule("housekeeping",
                        HOUSEKEEPING_BUSY_INTERVAL_S if pending else HOUSEKEEPING_INTERVAL_S,
                        self._housekeeping_tick)
+
+    # -- durability (issue 11) ---------------------------------------------------
+    #
+    # fsync="always" is a group commit (Redis's beforeSleep): the frames of one
+    # event-loop pass run, each connection's replies are held, then one call
+    # (scheduled with call_soon, so it runs after every data_received of the
+    # pass) writes all of the pass's log records with one write() and hands
+    # one fdatasync to a worker thread; the pass's replies go out when it
+    # returns. The loop goes on serving meanwhile: frames that arrive during
+    # the fsync are executed and their replies held for the next commit, so a
+    # reply never leaves before every write it could have observed is on
+    # disk. A reply that cannot have observed an unsynced write (no records
+    # pending, no commit under way, nothing held) goes out at once: a reader
+    # of durable data does not wait for anyone's fsync.
+    #
+    # everysec and no: the same holding, but the commit is the pass's one
+    # write() and the replies go out right after it, so a process crash loses
+    # nothing; the journal's own thread fdatasyncs about once a second
+    # (everysec) and never blocks the loop.
+    #
+    # A failed write or fsync is never an OK: the connections whose replies
+    # were held are dropped (their clients see a connection error, not a
+    # reply), and the engine refuses writes with PersistenceError from then
+    # on, reads going on, until a SNAPSHOT rewrites the state into new files.
+
+    def _reply_when_durable(self, conn: ServerConnection, out: bytes) -> None:
+        if self._journal.pending_bytes or self._held or self._commit_running:
+            self._held.append((conn, out))
+            if not self._commit_scheduled and not self._commit_running:
+                self._commit_scheduled = True
+                self._loop.call_soon(self._group_commit)  # type: ignore[union-attr]
+            return
+        conn.transport.write(out)
+
+    def _group_commit(self) -> None:
+        self._commit_scheduled = False
+        if self._commit_running:
+            return
+        batch, self._held = self._held, []
+        try:
+            self._journal.write_pending()
+        except PersistenceError:
+            self._drop_batch(batch)
+            return
+        if self._journal.policy != 2:    # everysec, no: written is enough (a crash keeps it)
+            self._release(batch)
+            return
+        if self._sync_pool is None:
+            self._sync_pool = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="kvstore-group-commit")
+        self._commit_running = True
+        future = self._loop.run_in_executor(  # type: ignore[union-attr]
+            self._sync_pool, self._journal.sync)
+        future.add_done_callback(lambda done: self._committed(batch, done))
+
+    def _committed(self, batch: list[tuple[ServerConnection, bytes]],
+                   done: asyncio.Future[None]) -> None:
+        self._commit_running = False
+        self.group_commits += 1
+        if done.exception() is not None:
+            self._drop_batch(batch)
+        else:
+            self._release(batch)
+        if self._held and not self._commit_scheduled:
+            self._commit_scheduled = True
+            self._loop.call_soon(self._group_commit)  # type: ignore[union-attr]
+
+    def _release(self, batch: list[tuple[ServerConnection, bytes]]) -> None:
+        for conn, out in batch:
+            if not conn.transport.is_closing():
+                conn.transport.write(out)
+
+    def _drop_batch(self, batch: list[tuple[ServerConnection, bytes]]) -> None:
+        log.error("the log could not be made durable (%s): dropping %d connections whose "
+                  "replies waited for it", self._journal.failure, len({c for c, _ in batch}))
+        for conn, _ in batch:
+            conn.transport.abort()
+
+    def persistence_figures(self) -> dict[str, Any]:
+        return {"group_commits": self.group_commits, "replies_held": len(self._held)}
+
+    # -- end durability
 
     def _idle_sweep(self) -> None:
         timeout = self.idle_timeout

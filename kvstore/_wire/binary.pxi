@@ -390,6 +390,9 @@ cdef class Processor:
             return self._scan(&rd)
         if op == OP_CONFIG_GET or op == OP_CONFIG_SET:     # -- eviction (issue 12)
             return self._config(&rd, op)
+        if op == OP_SNAPSHOT:  # -- durability (issue 11)
+            _expect_end(&rd)
+            return self._reply_u64(self.ex.snapshot())
         raise ProtocolError(f"unknown op 0x{op:02x}")
 
     # -- one parser per payload layout (docs/protocol.md, "Ops") -------------

@@ -287,6 +287,9 @@ cdef class RequestWriter:
         self._prefix()
         self._close(length_at)
 
+    def snapshot(self):  # -- durability (issue 11)
+        self._close(self._open(OP_SNAPSHOT))
+
 
 cdef object _error_from(const char* payload, Py_ssize_t length):
     # The exception an ERROR/INVALID payload names (kind + message).

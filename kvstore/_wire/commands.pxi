@@ -21,6 +21,7 @@ cdef int _R = FLAG_READ_BIT
 cdef int _W = FLAG_WRITE_BIT
 cdef int _GROW = FLAG_MAY_GROW_MEMORY_BIT
 cdef int _NOAUTH = FLAG_ALLOWED_BEFORE_AUTH_BIT
+cdef int _ADMIN = FLAG_ADMIN_BIT   # -- durability (issue 11)
 cdef bint _RETRY = True      # safe to resend on a fresh connection: it changes nothing
 cdef bint _ONCE = False      # never resent blindly: it may have run already
 
@@ -58,6 +59,9 @@ _TABLE = (
      _ONCE, "key, expected value"),
     (OP_SCAN, "SCAN", "scan", ARGS_SCAN, REPLY_SCAN, _R, _RETRY,
      "cursor u64, count u32, prefix_len u16, prefix, has_match u8, [match_len u16, match]"),
+    # -- durability (issue 11)
+    (OP_SNAPSHOT, "SNAPSHOT", "snapshot", ARGS_NONE, REPLY_U64, _ADMIN, _RETRY, "empty"),
+    # -- end durability
     # -- eviction (issue 12)
     (OP_CONFIG_GET, "CONFIG_GET", "config_get", ARGS_NONE, REPLY_MAP, FLAG_ADMIN_BIT, _RETRY,
      "empty"),

@@ -29,6 +29,13 @@ cdef class ServerStats:
         return {_WIRE_NAMES[i]: self.calls[i] for i in range(len(_WIRE_NAMES)) if self.calls[i]}
 
 
+# -- durability (issue 11)
+cdef int _refuse_writes(Core core) except -1:
+    why = core.journal.failure if core.journal is not None else None
+    raise PersistenceError(f"writes are refused: {why or 'the data directory is not writable'}")
+# -- end durability
+
+
 cdef int _refuse_ttl(uint64_t ms, bint none_allowed) except -1:
     if ms == 0 and not none_allowed:
         raise InvalidArgumentError("ttl must be > 0 ms")
@@ -109,6 +116,10 @@ cdef class Executor:
         # wire share it; MSET reserves its room in mset() below.
         if not self.authenticated and not (flags & FLAG_ALLOWED_BEFORE_AUTH_BIT):
             self._refuse(row, flags)
+        # -- durability (issue 11): the log cannot be written, so no write may run
+        if (flags & FLAG_WRITE_BIT) and self.core.writes_refused:
+            _refuse_writes(self.core)
+        # -- end durability
         # One clock read and one bounded housekeeping step per request.
         self.core.begin()
         return 0
@@ -528,7 +539,7 @@ cdef class Executor:
                     return None
                 wrapped = True
 
-    cdef object snapshot(self, const char* key, Py_ssize_t key_length):
+    cdef object watch_state(self, const char* key, Py_ssize_t key_length):
         cdef const char* value
         cdef Py_ssize_t value_length
         cdef int64_t remaining
@@ -537,6 +548,16 @@ cdef class Executor:
         encoded = PyBytes_FromStringAndSize(value, value_length)
         remaining = self.core.remaining_ms(key, key_length)
         return (encoded, self.core.now() + remaining if remaining >= 0 else -1)
+
+    # -- durability (issue 11)
+    cdef uint64_t snapshot(self) except? 0xFFFFFFFFFFFFFFFF:
+        # Like BGSAVE: starts one and answers at once; the server's
+        # housekeeping tick steps it (the engine's tick) and a thread finishes it.
+        journal = self.core.journal
+        if journal is None:
+            raise PersistenceError("SNAPSHOT needs a server started with --data-dir")
+        return 1 if journal.snapshot_begin() else 0
+    # -- end durability
 
 
 cdef inline double _turn_clock_us() noexcept:

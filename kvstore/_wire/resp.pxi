@@ -1040,7 +1040,7 @@ cdef class RespProcessor:
         if not self.watched or self.ex.core.mutations == self.watch_mark:
             return True
         for key, seen in self.watched.items():
-            if self.ex.snapshot(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) != seen:
+            if self.ex.watch_state(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) != seen:
                 return False
         return True
 
@@ -1062,7 +1062,7 @@ cdef class RespProcessor:
             for i in range(1, self.argc):
                 key = _arg_bytes(argv + i)
                 if key not in self.watched:
-                    self.watched[key] = self.ex.snapshot(argv[i].ptr, argv[i].length)
+                    self.watched[key] = self.ex.watch_state(argv[i].ptr, argv[i].length)
             self.watch_mark = self.ex.core.mutations
             return self._ok()
         if handler == RC_UNWATCH:
