@@ -326,12 +326,12 @@ class Commands(ClientBase):
     # -- end eviction
 
     # -- durability (issue 11)
-    def snapshot(self) -> int:
+    def snapshot(self, *, timeout: float | None = None) -> int:
         """Start a snapshot on a server with --data-dir (like BGSAVE) and
         return at once: 1 when one started, 0 when one was already running. ``info()["snapshot_in_progress"]`` and ``last_snapshot_*``
         tell when it is done and how it went."""
         self._writer.snapshot()
-        return self._call(OP_SNAPSHOT, READ)   # a resend only snapshots again
+        return self._call(OP_SNAPSHOT, READ, None, timeout)   # a resend only snapshots again
     # -- end durability
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,
@@ -464,7 +464,7 @@ class AsyncCommands(ClientBase):
                          timeout: float | None = None) -> None:  # -- eviction (issue 12)
         raise NotImplementedError
 
-    async def snapshot(self) -> int:  # -- durability (issue 11)
+    async def snapshot(self, *, timeout: float | None = None) -> int:  # -- durability (issue 11)
         raise NotImplementedError
 
     def lock(self, key: Key, ttl: float, *, timeout: float | None = None,

@@ -641,7 +641,7 @@ _SAMPLE_ARGS = {
     "persist": ("k",), "getdel": ("k",), "getset": ("k", 1), "delete_if_equal": ("k", 1),
     "scan": (), "mget": (["k"],), "mset": ({"k": 1},), "mdel": (["k"],), "mexists": (["k"],),
     "flush": (), "ping": (), "info": (),
-    "config_get": (), "config_set": ({"max_keys": 10},),
+    "config_get": (), "config_set": ({"max_keys": 10},), "snapshot": (),
 }
 
 
