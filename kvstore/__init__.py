@@ -6,17 +6,24 @@ from typing import TYPE_CHECKING
 
 from kvstore._engine import Engine, Namespace
 from kvstore.errors import (
+    CorruptDataError,
+    DataDirLockedError,
     IntegerOverflowError,
     InvalidArgumentError,
     InvalidKeyError,
     KvConnectionError,
     KvError,
     KvTimeoutError,
+    LimitError,
     LockError,
     LockNotOwnedError,
+    OutOfMemoryError,
+    PersistenceError,
     PoolTimeoutError,
     ProtocolError,
+    ReplyTooLargeError,
     ServerError,
+    ServerOutOfMemoryError,
     UnsupportedValueError,
     ValueTooLargeError,
     WrongTypeError,
@@ -47,6 +54,13 @@ __all__ = [
     "PoolTimeoutError",
     "LockError",
     "LockNotOwnedError",
+    "OutOfMemoryError",
+    "LimitError",
+    "ServerOutOfMemoryError",
+    "ReplyTooLargeError",
+    "PersistenceError",
+    "DataDirLockedError",
+    "CorruptDataError",
 ]
 
 __version__ = "0.1.0"
