@@ -230,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         endpoints = [Endpoint(host, port)]
         if args.resp_port is not None:   # issue 13
             endpoints.append(Endpoint(host, args.resp_port, "resp"))
-        # -- eviction (issue 12): the engine with its limits
         # -- durability (issue 11): recover the data directory before listening
         durability: dict = {}
         if args.data_dir is not None:
@@ -240,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.snapshot_every or args.snapshot_log_growth or args.fsync != "everysec":
             raise KvError("--fsync and the --snapshot-* options need --data-dir")
         # -- end durability
+        # -- eviction (issue 12): the engine with its limits
         engine = Engine(max_memory=args.max_memory, max_keys=args.max_keys,
                         eviction=args.eviction, **durability)
         server = Server(engine, host=host, port=port, max_payload=args.max_payload,
