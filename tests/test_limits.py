@@ -224,8 +224,10 @@ def test_a_scan_asking_for_a_million_keys_takes_one_turn_of_work():
     processor = Processor(engine)
     (status, payload), = replies(processor.feed(scan_frame(0, 1_000_000)))
     cursor, keys = parse_scan(payload)
-    # Before: the whole table in one request (50,000 keys, cursor 0).
-    assert status == OK and cursor != 0 and 0 < len(keys) <= MAX_TURN_WORK // 10
+    # Before: the whole table in one request (50,000 keys, cursor 0). Count
+    # is a hint: a step finishes the slots its cursor value covers, so it may
+    # return a few keys over (1,639 for 1,638 seen under ASan's layout).
+    assert status == OK and cursor != 0 and 0 < len(keys) <= MAX_TURN_WORK // 10 + 64
     seen = set(keys)
     while cursor:
         (status, payload), = replies(processor.feed(scan_frame(cursor, 1_000_000)))
