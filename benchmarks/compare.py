@@ -676,6 +676,18 @@ def start_servers(s: Sizes, stack: contextlib.ExitStack, missing: Unavailable) -
     return sv
 
 
+def _redis_pipeline_gets(rd, batches):
+    """redis-py's pipeline(transaction=False) of each batch's GETs: the
+    anchor of both pipelined-GET rows."""
+    def run():
+        for batch in batches:
+            pipe = rd.pipeline(transaction=False)
+            for k in batch:
+                pipe.get(k)
+            pipe.execute()
+    return run
+
+
 def network_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
     keys = make_keys(s.net_keys)
     values = dict(zip(keys, make_values(s.net_keys)))
@@ -739,13 +751,7 @@ def network_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
         return rate(lambda: loop.run_until_complete(batches_()), n_keys)
 
     def redis_pipelined():
-        def run():
-            for batch in batches:
-                pipe = rd.pipeline(transaction=False)
-                for k in batch:
-                    pipe.get(k)
-                pipe.execute()
-        return rate(run, n_keys)
+        return rate(_redis_pipeline_gets(rd, batches), n_keys)
 
     def kv_get_loop():
         def run():
@@ -824,13 +830,7 @@ def pipeline_rows(s: Sizes, sv: Servers, missing: Unavailable) -> list[Row]:
         return rate(lambda: loop.run_until_complete(run()), n_keys)
 
     def redis_pipeline():
-        def run():
-            for batch in batches:
-                pipe = rd.pipeline(transaction=False)
-                for k in batch:
-                    pipe.get(k)
-                pipe.execute()
-        return rate(run, n_keys)
+        return rate(_redis_pipeline_gets(rd, batches), n_keys)
 
     c = missing.contender
     return [

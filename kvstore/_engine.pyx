@@ -599,15 +599,7 @@ cdef class Core:
         cdef Py_ssize_t length
         if count < 1:
             count = 1
-        f.prefix = prefix
-        f.prefix_length = prefix_length
-        f.pattern = NULL
-        f.pattern_length = 0
-        f.now_ms = self.now()
-        f.found = 0
-        f.work = 0
-        f.glob_steps = 0
-        f.max_bytes = SCAN_STEP_MAX_BYTES
+        sf_init(&f, prefix, prefix_length, NULL, 0, self.now(), SCAN_STEP_MAX_BYTES)
         # Collected first, removed after: removing while walking a bucket
         # would shift the slots under the walk.
         v = tp_scan(&self.tables, cursor, &f, count, found)
@@ -655,18 +647,10 @@ cdef class Core:
             count = 1
         elif count > SCAN_MAX_COUNT:
             count = SCAN_MAX_COUNT
-        f.prefix = prefix
-        f.prefix_length = prefix_length
-        f.pattern = NULL
-        f.pattern_length = 0
-        if pattern is not None:
-            f.pattern = PyBytes_AS_STRING(pattern)
-            f.pattern_length = PyBytes_GET_SIZE(pattern)
-        f.now_ms = self.now()
-        f.found = 0
-        f.work = 0
-        f.glob_steps = 0
-        f.max_bytes = max_bytes if max_bytes < SCAN_STEP_MAX_BYTES else SCAN_STEP_MAX_BYTES
+        sf_init(&f, prefix, prefix_length,
+                NULL if pattern is None else PyBytes_AS_STRING(pattern),
+                0 if pattern is None else PyBytes_GET_SIZE(pattern), self.now(),
+                max_bytes if max_bytes < SCAN_STEP_MAX_BYTES else SCAN_STEP_MAX_BYTES)
         # Collect into C memory first, build bytes after: creating Python
         # objects can run the GC (and finalizers) in the middle of the walk.
         v = tp_scan(&self.tables, cursor, &f, count, found)

@@ -805,14 +805,7 @@ cdef class Journal:
             if self.snap_started_scan and self.snap_cursor == 0:
                 break
             self.snap_started_scan = True
-            sf.prefix = NULL
-            sf.prefix_length = 0
-            sf.pattern = NULL
-            sf.pattern_length = 0
-            sf.now_ms = core.now()
-            sf.found = 0
-            sf.work = 0
-            sf.glob_steps = 0
+            sf_init(&sf, NULL, 0, NULL, 0, core.now(), SCAN_STEP_MAX_BYTES)
             found.clear()
             self.snap_cursor = tp_scan(&core.tables, self.snap_cursor, &sf, SNAPSHOT_SCAN_KEYS,
                                        found)

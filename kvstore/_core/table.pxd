@@ -81,6 +81,21 @@ ctypedef struct ScanFilter:
     Py_ssize_t max_bytes         # issue 10: the step stops once its keys pass this many bytes
 
 
+cdef inline void sf_init(ScanFilter* f, const char* prefix, Py_ssize_t prefix_length,
+                         const char* pattern, Py_ssize_t pattern_length, int64_t now_ms,
+                         Py_ssize_t max_bytes) noexcept:
+    # Every field, every time: a filter on the stack starts as garbage.
+    f.prefix = prefix
+    f.prefix_length = prefix_length
+    f.pattern = pattern
+    f.pattern_length = pattern_length
+    f.now_ms = now_ms
+    f.found = 0
+    f.work = 0
+    f.glob_steps = 0
+    f.max_bytes = max_bytes
+
+
 # The table pair: the table plus, during an incremental resize, the old table
 # being drained into it. table.pyx's tp_* functions are the only code that
 # knows there may be two tables: find/insert/delete, resize start/step, scan,
