@@ -266,9 +266,9 @@ class ReplyReader:
         at the first reply not fully received; ProtocolError when unparsable."""
     # -- end pipelines --
 
-#: The framings a server endpoint can speak, by name ("binary"; RESP next):
+#: The framings a server endpoint can speak, by name ("binary", "resp"):
 #: each makes one connection's processor from (engine, max_payload, stats, server_info).
-FRAMINGS: dict[str, type[Processor]]
+FRAMINGS: dict[str, type[Processor] | type[RespProcessor]]
 
 # -- batch-argument rule (issue 9, client half): the one Engine applies --
 def batch_keys(keys: Iterable[str | bytes]) -> list[str | bytes]:
@@ -310,8 +310,12 @@ class RespProcessor:
     def error_frame(self, kind: str, message: str) -> bytes: ...
     @property
     def has_backlog(self) -> bool:
-        """Commands are held back by the output cap: feed(b"") once the
-        replies so far are written."""
+        """Commands are held back by the output cap or the turn's work
+        budget (a FLUSH going on): feed(b"") once the replies so far are
+        written."""
+    @property
+    def last_feed_work(self) -> int:
+        """Work units the last feed spent (as Processor's)."""
     @property
     def framing_lost(self) -> bool:
         """The connection must be closed (a protocol error, or QUIT)."""

@@ -26,6 +26,7 @@ import kvstore
 from kvstore import _codec
 from kvstore._protocol import (
     OP_FLUSH, OP_GET, OP_INCR, OP_INFO, OP_MGET, OP_MSET, OP_PING, OP_SCAN, Processor,
+    RespProcessor,
 )
 from kvstore.errors import LimitError, ServerOutOfMemoryError
 from tests.test_protocol import (
@@ -153,6 +154,20 @@ def test_one_feed_runs_a_bounded_amount_of_work_and_holds_the_rest():
     got, turns = drain(processor, b"")
     assert len(replies(out)) + len(got) == 100_000
     assert turns > 1
+
+
+def test_resp_pipelines_are_bounded_by_the_same_work_budget():
+    # Before: the RESP framing ran every command of a feed, only its output
+    # was capped: 100,000 pipelined EXISTS ran in one turn.
+    processor = RespProcessor(kvstore.Engine())
+    request = b"*2\r\n$6\r\nEXISTS\r\n$1\r\nk\r\n"
+    out = processor.feed(request * 100_000)
+    assert processor.last_feed_work <= MAX_TURN_WORK + 1
+    assert out == b":0\r\n" * processor.last_feed_work
+    assert processor.has_backlog
+    while processor.has_backlog:
+        out += processor.feed(b"")
+    assert out == b":0\r\n" * 100_000
 
 
 def test_a_prefix_flush_runs_in_bounded_turns_and_answers_the_count():

@@ -233,6 +233,7 @@ cdef class RespProcessor:
     cdef WriteBuffer queue               # MULTI's queued commands
     cdef readonly bint framing_lost
     cdef readonly uint64_t bytes_received
+    cdef readonly Py_ssize_t last_feed_work  # the Executor's work in the last feed (tests)
     cdef bytes _held
     cdef Py_ssize_t _held_pos
     cdef bint _capped
@@ -272,9 +273,10 @@ cdef class RespProcessor:
 
     @property
     def has_backlog(self):
-        """feed() stopped at its output cap with commands left to run: call
-        feed(b"") again once the replies so far are written."""
-        return self._held is not None
+        """feed() stopped at its output cap or its turn's work budget with
+        work left (commands to run, a FLUSH going on): call feed(b"") again
+        once the replies so far are written."""
+        return self._held is not None or self.ex.flushing
 
     # -- limits (issue 10): what the server needs from every framing ------------
 
@@ -309,11 +311,26 @@ cdef class RespProcessor:
         self.bytes_received += <uint64_t>length
         self.ex.stats.bytes_in += <uint64_t>length
         out.clear()
+        self.ex.new_turn()
         if self._held is not None:
             # Commands an earlier feed left unrun go first (reading was paused).
             data = self._held[self._held_pos:] + data
             self._held = None
             length = PyBytes_GET_SIZE(data)
+        if self.ex.flushing:
+            # A prefixed FLUSHDB (a tenant's) that did not finish in an
+            # earlier turn goes on first; the commands after it wait for its
+            # reply, as on the binary framing.
+            self._reply_at = out._length
+            try:
+                if self.ex.flush_continue():
+                    self._ok()
+            except Exception as error:
+                self._answer_failure(error)
+            if self.ex.flushing:
+                if length:
+                    self._held, self._held_pos = data, 0
+                return self._output()
         if pending._length:
             # The rest of a cut command: parsed again once there can be enough.
             pending.write_raw(PyBytes_AS_STRING(data), length)
@@ -341,6 +358,11 @@ cdef class RespProcessor:
         if self.framing_lost:
             pending.reset()
             self._held = None
+        return self._output()
+
+    cdef object _output(self):
+        cdef WriteBuffer out = self.out
+        self.last_feed_work = self.ex.work
         self.ex.stats.bytes_out += <uint64_t>out._length
         result = out.to_bytes()
         if out._size > KEEP_BUFFER_BYTES:
@@ -384,7 +406,9 @@ cdef class RespProcessor:
             pos = self._next
             if self.framing_lost:
                 return length
-            if self.out._length >= MAX_FEED_OUTPUT_BYTES:
+            # Checked after a command, so every turn runs at least one; the
+            # executor counts the work (keys, buckets) and holds a FLUSH's turns.
+            if self.out._length >= MAX_FEED_OUTPUT_BYTES or self.ex.over_budget():
                 self._capped = True
                 break
         return pos
@@ -651,8 +675,11 @@ cdef class RespProcessor:
             if self.argc > 2 or (self.argc == 2 and not (_word_is(argv + 1, "ASYNC")
                                                          or _word_is(argv + 1, "SYNC"))):
                 _refuse_syntax()
-            self.ex.flush(NULL, 0)
-            return self._ok()
+            # Everything goes in one pass (as Redis's FLUSHALL SYNC); a
+            # prefixed flush (a tenant's namespace) runs in bounded turns.
+            if self.ex.flush_begin(NULL, 0):
+                return self._ok()
+            return 0
         if handler == RC_MULTI or handler == RC_EXEC or handler == RC_DISCARD \
                 or handler == RC_WATCH or handler == RC_UNWATCH:
             return self._transaction(handler, argv)
