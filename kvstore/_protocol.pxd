@@ -16,7 +16,7 @@ cimport cython
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from kvstore._codec cimport Reader, WriteBuffer
-from kvstore._engine cimport Core, StoreMode
+from kvstore._engine cimport Core, KeySpace, StoreMode
 
 
 # -- the command table (_wire/commands.pxi) ----------------------------------
@@ -305,42 +305,52 @@ cdef enum:
     UNSENT_CHUNK_BYTES = 65536
 
 
-@cython.final
-cdef class Processor:
-    # The binary framing of one connection. feed() runs every complete frame
-    # of its input and returns all their replies in one piece. A frame cut by
-    # the end of the input waits in `pending` (its header already checked
-    # against max_payload) until the rest arrives. When the replies pass
-    # MAX_FEED_OUTPUT_BYTES, the unrun input is held (`_held` from
+cdef class Framing:
+    # What every framing of one connection shares (_wire/framing.pxi): feed()
+    # is one turn; it hands out replies left unsent, runs input held from an
+    # earlier turn, goes on with an unfinished FLUSH, then gives the new bytes
+    # to the framing's _consume. A request cut by the end of the input waits in
+    # `pending` (a framing checks its declared size against max_payload
+    # first). When the replies pass MAX_FEED_OUTPUT_BYTES or the executor's
+    # work budget is spent, the unrun input is held (`_held` from
     # `_held_pos`) for the next feed; pending is then empty.
     cdef Executor ex
     cdef Py_ssize_t max_payload          # largest accepted request payload, bytes
-    cdef WriteBuffer pending             # the start of an incomplete frame
+    cdef WriteBuffer pending             # the start of an incomplete request
     cdef WriteBuffer out                 # replies of the current feed()
-    cdef readonly bint framing_lost      # a header broke the limit: close the connection
+    cdef readonly bint framing_lost      # the framing cannot go on: close the connection
     cdef readonly uint64_t bytes_received  # by this connection (idle detection)
-    cdef bytes _held                     # input with frames not run yet, or None
+    cdef bytes _held                     # input with requests not run yet, or None
     cdef Py_ssize_t _held_pos            # where in _held they start
-    cdef bint _capped                    # the last _run_frames stopped at the output cap
-    # The frame being run, so that an exception it raises becomes its reply
-    # and the frames after it still run.
-    cdef Py_ssize_t _next                # input offset just past the frame
+    cdef bint _capped                    # the last run stopped at the output cap or budget
+    # The request being run, so that an exception it raises becomes its reply
+    # and the requests after it still run.
+    cdef Py_ssize_t _next                # input offset just past the request
     cdef Py_ssize_t _reply_at            # where its reply starts in out
-    # -- limits (issue 10)
     cdef readonly Py_ssize_t last_feed_work  # the Executor's work in the last feed (tests)
     cdef Py_ssize_t _unsent_at           # out could not be copied whole: next chunk, or -1
     cdef bint _fail_output               # test-only: the next copy of out fails
 
+    cdef int _init_framing(self, KeySpace engine, object max_payload, ServerStats stats,
+                           object server_info, object max_reply) except -1
+    # Each framing: parse and run data from `used` (requests until the first
+    # incomplete one, which goes to pending, or until _capped, then _hold).
+    cdef int _consume(self, bytes data, Py_ssize_t used) except -1
+    cdef int _flush_reply(self, uint64_t removed) except -1
+    cdef int _answer_failure(self, object error) except -1
+    cdef int _hold(self, bytes data, Py_ssize_t used) except -1
+    cdef object _output(self)
+    cdef object _next_unsent(self)
+
+
+@cython.final
+cdef class Processor(Framing):
+    # The binary framing of one connection (_wire/binary.pxi).
     cdef Py_ssize_t _process(self, const char* data, Py_ssize_t length) except -1
     cdef Py_ssize_t _run_frames(self, const char* data, Py_ssize_t length,
                                 Py_ssize_t pos) except -1
     cdef Py_ssize_t _fill_pending(self, const char* data, Py_ssize_t length) except -1
     cdef int _lose_framing(self, uint32_t length) except -1
-    cdef int _answer_failure(self, object error) except -1
-    # -- limits (issue 10)
-    cdef object _output(self)
-    cdef object _next_unsent(self)
-    cdef int _hold(self, bytes data, Py_ssize_t used) except -1
     cdef int _lose_framing_oom(self) except -1
     cdef int _dispatch(self, uint8_t op, const char* payload, Py_ssize_t length) except -1
     # One parser per payload layout; `op` picks the command where several

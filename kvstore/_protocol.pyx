@@ -82,6 +82,7 @@ cdef inline int _room(WriteBuffer buf, Py_ssize_t extra) except -1:
 
 include "_wire/commands.pxi"
 include "_wire/executor.pxi"
+include "_wire/framing.pxi"
 include "_wire/binary.pxi"
 include "_wire/client.pxi"
 include "_wire/resp.pxi"            # issue 13

@@ -421,6 +421,25 @@ def test_replies_of_frames_that_ran_survive_a_failed_copy():
     assert replies(processor.feed(PING)) == [(OK, b"")]
 
 
+def test_resp_replies_that_cannot_be_copied_whole_go_out_in_pieces():
+    # The held-replies machinery is the framings' shared one (framing.pxi):
+    # before, a MemoryError copying RESP replies left feed() after the INCRs ran.
+    engine = kvstore.Engine()
+    processor = RespProcessor(engine)
+    incr = b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n"
+    big = b"v" * 200_000
+    request = incr * 3 + b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$200000\r\n" + big + b"\r\n"
+    processor._fail_next_output()
+    out = processor.feed(request + b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+    turns = 1
+    while processor.has_backlog:
+        out += processor.feed(b"")
+        turns += 1
+    assert out == b":1\r\n:2\r\n:3\r\n+OK\r\n$200000\r\n" + big + b"\r\n"
+    assert turns > 1 and engine.get("n") == 3
+    assert processor.feed(b"PING\r\n") == b"+PONG\r\n"
+
+
 def test_out_of_memory_in_a_frame_is_an_error_of_its_own_kind_and_the_server_goes_on():
     import resource
 

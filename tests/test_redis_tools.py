@@ -1,4 +1,4 @@
-"""Redis's own tools against kvstore-server (docs/resp.md, docs/sharding.md):
+"""Redis's own tools against kvstore-server (docs/resp.md, docs/scale-out.md):
 redis-cli (commands and --pipe mass insertion), redis-benchmark, and
 twemproxy (nutcracker) sharding three kvstore-servers, driven by redis-py.
 Each test skips with a message when its tool is not installed (.ci/run
@@ -101,7 +101,7 @@ def proxy(tmp_path):
 
 def through(port: int):
     # twemproxy speaks RESP2 only and closes on commands it does not know,
-    # CLIENT SETINFO among them (docs/sharding.md).
+    # CLIENT SETINFO among them (docs/scale-out.md).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return redis.Redis(port=port, protocol=2, lib_name=None, lib_version=None)

@@ -100,37 +100,7 @@ cdef class Processor:
 
     def __init__(self, KeySpace engine not None, max_payload=DEFAULT_MAX_PAYLOAD,
                  ServerStats stats=None, server_info=None, max_reply=None):
-        self.max_payload = _payload_limit(max_payload)
-        self.ex = Executor(engine, stats, server_info, max_reply)
-        self._unsent_at = -1
-        self.pending = WriteBuffer.new()
-        self.out = WriteBuffer.new()
-        self.framing_lost = False
-        self.bytes_received = 0
-
-    @property
-    def max_payload(self):
-        return self.max_payload
-
-    @property
-    def has_backlog(self):
-        """feed() stopped at its output cap or its turn's work budget with
-        work left (frames to run, a FLUSH going on, replies to hand out): call
-        feed(b"") again once the replies so far are written."""
-        return self._held is not None or self.ex.flushing or self._unsent_at >= 0
-
-    # -- limits (issue 10): what a server needs whatever the framing --------
-
-    @property
-    def max_reply(self):
-        """The largest reply payload this connection is given (LimitError beyond)."""
-        return self.ex.max_reply
-
-    @property
-    def pending_bytes(self):
-        """Bytes of a request received but not complete yet (the server's
-        frame deadline and input budget watch it)."""
-        return self.pending._length
+        self._init_framing(engine, max_payload, stats, server_info, max_reply)
 
     def error_frame(self, kind, message):
         """One error reply of this framing, for a server refusing the
@@ -139,59 +109,11 @@ cdef class Processor:
         _error_reply(buf, ST_ERROR, kind, message)
         return buf.to_bytes()
 
-    def _fail_next_output(self):
-        """Test-only: the next copy of the replies raises MemoryError, as a
-        full heap would."""
-        self._fail_output = True
-
-    def feed(self, data=b""):
-        """Run the complete frames (up to this turn's output and work caps);
-        the replies, to be written in one piece."""
-        cdef Py_ssize_t length
-        cdef Py_ssize_t used = 0
-        cdef const char* p
-        cdef WriteBuffer out = self.out
-        cdef Executor ex = self.ex
-        if self.framing_lost:
-            return b""
-        if not PyBytes_CheckExact(data):
-            data = bytes(data)
-        length = PyBytes_GET_SIZE(data)
-        self.bytes_received += <uint64_t>length
-        ex.stats.bytes_in += <uint64_t>length
-        if self._unsent_at >= 0:
-            # Replies of frames that ran are still being handed out; new
-            # input (reading is paused meanwhile: rare) waits behind them.
-            if length:
-                self._hold(data, 0)
-            return self._next_unsent()
-        if self._held is not None:
-            # Frames an earlier feed left unrun go first. Reading is paused
-            # meanwhile, so joining them with new bytes is the rare case.
-            if length:
-                data = self._held[self._held_pos:] + data
-            else:
-                data, used = self._held, self._held_pos
-            self._held = None
-        p = PyBytes_AS_STRING(data)
-        length = PyBytes_GET_SIZE(data)
-        out.clear()
-        ex.new_turn()
-        self._capped = False
-        if ex.flushing:
-            # A FLUSH that did not finish in an earlier turn goes on first;
-            # the frames after it wait until it has its reply.
-            self._reply_at = out._length
-            try:
-                if ex.flush_continue():
-                    self._reply_u64(<uint64_t>ex.flush_removed)
-            except Exception as error:
-                self._answer_failure(error)
-            if ex.flushing:
-                self._hold(data, used)
-                return self._output()
+    cdef int _consume(self, bytes data, Py_ssize_t used) except -1:
+        cdef const char* p = PyBytes_AS_STRING(data)
+        cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
         if self.pending._length:
-            used = self._fill_pending(p, length)
+            used += self._fill_pending(p + used, length - used)
         if used < length and not self.framing_lost:
             if not self._capped:
                 used += self._process(p + used, length - used)
@@ -204,51 +126,10 @@ cdef class Processor:
                         self.pending.write_raw(p + used, length - used)
                     except MemoryError:
                         self._lose_framing_oom()
-        return self._output()
-
-    cdef int _hold(self, bytes data, Py_ssize_t used) except -1:
-        # Input not run yet waits for the next turn (after any held before).
-        if used >= PyBytes_GET_SIZE(data):
-            return 0
-        if self._held is not None:
-            data = self._held[self._held_pos:] + data[used:]
-            used = 0
-        self._held = data
-        self._held_pos = used
         return 0
 
-    cdef object _output(self):
-        cdef WriteBuffer out = self.out
-        self.last_feed_work = self.ex.work
-        self.ex.stats.bytes_out += <uint64_t>out._length
-        try:
-            if self._fail_output:
-                self._fail_output = False
-                raise MemoryError("simulated")
-            result = out.to_bytes()
-        except MemoryError:
-            # The frames ran: their replies must go out, in pieces small
-            # enough to be allocated (redis's reply list of 16 KiB blocks).
-            self._unsent_at = 0
-            return self._next_unsent()
-        if out._size > KEEP_BUFFER_BYTES:
-            out.reset()
-        return result
-
-    cdef object _next_unsent(self):
-        cdef WriteBuffer out = self.out
-        cdef Py_ssize_t size = min(<Py_ssize_t>UNSENT_CHUNK_BYTES, out._length - self._unsent_at)
-        try:
-            chunk = PyBytes_FromStringAndSize(out._buf + self._unsent_at, size)
-        except MemoryError:
-            return b""                   # has_backlog still: tried again next turn
-        self._unsent_at += size
-        if self._unsent_at >= out._length:
-            self._unsent_at = -1
-            out.clear()
-            if out._size > KEEP_BUFFER_BYTES:
-                out.reset()
-        return chunk
+    cdef int _flush_reply(self, uint64_t removed) except -1:
+        return self._reply_u64(removed)
 
     cdef int _lose_framing_oom(self) except -1:
         # A frame that cannot be buffered cannot be skipped either: framing is

@@ -217,30 +217,19 @@ cdef str _arg_text(const Arg* arg):
 
 
 @cython.final
-cdef class RespProcessor:
+cdef class RespProcessor(Framing):
     """The RESP framing of one connection (docs/resp.md): the same contract
     as ``Processor`` (``feed``, ``framing_lost``, ``has_backlog``), Redis's
-    protocol on the wire. ``framing_lost`` also becomes true after QUIT."""
+    protocol on the wire. ``framing_lost`` also becomes true after QUIT.
+    The turn, the held input and the output are Framing's (framing.pxi)."""
 
-    cdef Executor ex
-    cdef Py_ssize_t max_payload
-    cdef WriteBuffer pending             # the start of an incomplete command
-    cdef WriteBuffer out                 # replies of the current feed()
     cdef WriteBuffer argv                # Arg array of the command being run
     cdef WriteBuffer enc                 # value encodings SET and MSET build
     cdef WriteBuffer tmp                 # text of a non-bytes value (text_view)
     cdef WriteBuffer words               # unquoted words of an inline command
     cdef WriteBuffer queue               # MULTI's queued commands
-    cdef readonly bint framing_lost
-    cdef readonly uint64_t bytes_received
-    cdef readonly Py_ssize_t last_feed_work  # the Executor's work in the last feed (tests)
-    cdef bytes _held
-    cdef Py_ssize_t _held_pos
-    cdef bint _capped
     cdef Py_ssize_t _need                # pending must reach this before a retry
-    cdef Py_ssize_t _next
     cdef Py_ssize_t _command_at
-    cdef Py_ssize_t _reply_at
     cdef Py_ssize_t argc
     cdef readonly int protocol           # 2 or 3 (HELLO)
     cdef object client_name
@@ -254,10 +243,7 @@ cdef class RespProcessor:
     def __init__(self, KeySpace engine not None, max_payload=DEFAULT_MAX_PAYLOAD,
                  ServerStats stats=None, server_info=None, max_reply=None):
         global _client_ids
-        self.max_payload = _payload_limit(max_payload)
-        self.ex = Executor(engine, stats, server_info, max_reply)
-        self.pending = WriteBuffer.new()
-        self.out = WriteBuffer.new()
+        self._init_framing(engine, max_payload, stats, server_info, max_reply)
         self.argv = WriteBuffer.new()
         self.enc = WriteBuffer.new()
         self.tmp = WriteBuffer.new()
@@ -267,30 +253,6 @@ cdef class RespProcessor:
         _client_ids += 1
         self.client_id = _client_ids
 
-    @property
-    def max_payload(self):
-        return self.max_payload
-
-    @property
-    def has_backlog(self):
-        """feed() stopped at its output cap or its turn's work budget with
-        work left (commands to run, a FLUSH going on): call feed(b"") again
-        once the replies so far are written."""
-        return self._held is not None or self.ex.flushing
-
-    # -- limits (issue 10): what the server needs from every framing ------------
-
-    @property
-    def max_reply(self):
-        """The largest reply this connection is given (LimitError beyond)."""
-        return self.ex.max_reply
-
-    @property
-    def pending_bytes(self):
-        """Bytes of a command received but not complete yet (the server's
-        frame deadline and input budget watch it)."""
-        return self.pending._length
-
     def error_frame(self, kind, message):
         """One error line, for a server refusing the connection itself (too
         many clients, a limit) before closing it; RESP has no kinds, so the
@@ -298,76 +260,40 @@ cdef class RespProcessor:
         return b"-ERR " + str(message).replace("\r", " ").replace("\n", " ").encode(
             "utf-8", "replace")[:MAX_ERROR_MESSAGE_BYTES] + b"\r\n"
 
-    def feed(self, data=b""):
-        """Run every complete command; the replies, to be written in one piece."""
-        cdef Py_ssize_t length, used
-        cdef WriteBuffer out = self.out
+    cdef int _consume(self, bytes data, Py_ssize_t used) except -1:
+        cdef Py_ssize_t length = PyBytes_GET_SIZE(data) - used
+        cdef const char* p = PyBytes_AS_STRING(data) + used
+        cdef Py_ssize_t done
         cdef WriteBuffer pending = self.pending
-        if self.framing_lost:
-            return b""
-        if not PyBytes_CheckExact(data):
-            data = bytes(data)
-        length = PyBytes_GET_SIZE(data)
-        self.bytes_received += <uint64_t>length
-        self.ex.stats.bytes_in += <uint64_t>length
-        out.clear()
-        self.ex.new_turn()
-        if self._held is not None:
-            # Commands an earlier feed left unrun go first (reading was paused).
-            data = self._held[self._held_pos:] + data
-            self._held = None
-            length = PyBytes_GET_SIZE(data)
-        if self.ex.flushing:
-            # A prefixed FLUSHDB (a tenant's) that did not finish in an
-            # earlier turn goes on first; the commands after it wait for its
-            # reply, as on the binary framing.
-            self._reply_at = out._length
-            try:
-                if self.ex.flush_continue():
-                    self._ok()
-            except Exception as error:
-                self._answer_failure(error)
-            if self.ex.flushing:
-                if length:
-                    self._held, self._held_pos = data, 0
-                return self._output()
         if pending._length:
             # The rest of a cut command: parsed again once there can be enough.
-            pending.write_raw(PyBytes_AS_STRING(data), length)
+            pending.write_raw(p, length)
             if pending._length >= self._need:
-                used = self._process(pending._buf, pending._length)
-                if used < pending._length and self._capped and not self.framing_lost:
-                    self._held = PyBytes_FromStringAndSize(pending._buf + used,
-                                                           pending._length - used)
-                    self._held_pos = 0
+                done = self._process(pending._buf, pending._length)
+                if done < pending._length and self._capped and not self.framing_lost:
+                    self._hold(PyBytes_FromStringAndSize(pending._buf + done,
+                                                         pending._length - done), 0)
                     pending.clear()
                 else:
-                    pending.consume(used)
+                    pending.consume(done)
                 if pending._size > KEEP_BUFFER_BYTES and pending._length < KEEP_BUFFER_BYTES:
                     tail = pending.to_bytes()
                     pending.reset()
                     pending.write_raw(tail, len(tail))
-        elif length:
-            used = self._process(PyBytes_AS_STRING(data), length)
-            if used < length and not self.framing_lost:
+        else:
+            done = self._process(p, length)
+            if done < length and not self.framing_lost:
                 if self._capped:
-                    self._held = data
-                    self._held_pos = used
+                    self._hold(data, used + done)
                 else:
-                    pending.write_raw(PyBytes_AS_STRING(data) + used, length - used)
+                    pending.write_raw(p + done, length - done)
         if self.framing_lost:
             pending.reset()
             self._held = None
-        return self._output()
+        return 0
 
-    cdef object _output(self):
-        cdef WriteBuffer out = self.out
-        self.last_feed_work = self.ex.work
-        self.ex.stats.bytes_out += <uint64_t>out._length
-        result = out.to_bytes()
-        if out._size > KEEP_BUFFER_BYTES:
-            out.reset()
-        return result
+    cdef int _flush_reply(self, uint64_t removed) except -1:
+        return self._ok()
 
     cdef Py_ssize_t _process(self, const char* data, Py_ssize_t length) except -1:
         # Commands from data until the first incomplete one; the bytes consumed.
