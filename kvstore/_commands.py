@@ -21,7 +21,9 @@ requests are never resent, since they may have reached the server.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Mapping
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Union
 
@@ -58,7 +60,13 @@ from kvstore._protocol import (
     batch_keys,
     batch_pairs,
 )
-from kvstore.errors import InvalidArgumentError, KvConnectionError, KvTimeoutError, ValueTooLargeError
+from kvstore.errors import (
+    InvalidArgumentError,
+    KvConnectionError,
+    KvTimeoutError,
+    PersistenceError,
+    ValueTooLargeError,
+)
 
 __all__ = ["READ", "WRITE", "COMMANDS", "ClientBase", "Commands", "AsyncCommands",
            "may_retry", "check_timeout", "concat", "total", "nothing"]
@@ -328,8 +336,10 @@ class Commands(ClientBase):
     # -- durability (issue 11)
     def snapshot(self, *, timeout: float | None = None) -> int:
         """Start a snapshot on a server with --data-dir (like BGSAVE) and
-        return at once: 1 when one started, 0 when one was already running. ``info()["snapshot_in_progress"]`` and ``last_snapshot_*``
-        tell when it is done and how it went."""
+        return at once: 1 when one started, 0 when one was already running.
+        ``info()["snapshot_in_progress"]`` and ``last_snapshot_*``
+        tell when it is done and how it went.
+        ``Client.snapshot(wait=True)`` (SyncExtras) also waits for it to end."""
         self._writer.snapshot()
         return self._call(OP_SNAPSHOT, READ, None, timeout)   # a resend only snapshots again
     # -- end durability
@@ -529,6 +539,23 @@ class SyncExtras:
             if not cursor:
                 return
 
+    # -- durability (issue 11): snapshot(wait=True)
+    def snapshot(self, *, wait: bool = False, timeout: float | None = None) -> int:
+        """Start a snapshot (as BGSAVE: 1 when one started, 0 when one was
+        already running); with ``wait=True`` return only when the running
+        one has ended, raising PersistenceError if it failed. ``timeout``
+        bounds each request, and the whole wait (KvTimeoutError)."""
+        started = super().snapshot(timeout=timeout)  # type: ignore[misc]
+        if wait:
+            deadline = _wait_deadline(timeout)
+            delay = _SNAPSHOT_POLL_FIRST_S
+            while self.info(timeout=timeout)["snapshot_in_progress"]:  # type: ignore[attr-defined]
+                time.sleep(_next_poll(deadline, delay))
+                delay = min(delay * 2, _SNAPSHOT_POLL_MAX_S)
+            _check_snapshot(self.info(timeout=timeout))  # type: ignore[attr-defined]
+        return started
+    # -- end durability
+
 
 class AsyncExtras:
     """SyncExtras for AsyncClient, its views and AsyncPool: ``await count()``
@@ -564,6 +591,47 @@ class AsyncExtras:
 
     def __bool__(self) -> bool:
         return True
+
+    # -- durability (issue 11): snapshot(wait=True), as SyncExtras'
+    async def snapshot(self, *, wait: bool = False, timeout: float | None = None) -> int:
+        """SyncExtras.snapshot, awaited: with ``wait=True`` it ends when the
+        snapshot has (PersistenceError if it failed)."""
+        started = await super().snapshot(timeout=timeout)  # type: ignore[misc]
+        if wait:
+            deadline = _wait_deadline(timeout)
+            delay = _SNAPSHOT_POLL_FIRST_S
+            while (await self.info(timeout=timeout))["snapshot_in_progress"]:  # type: ignore[attr-defined]
+                await asyncio.sleep(_next_poll(deadline, delay))
+                delay = min(delay * 2, _SNAPSHOT_POLL_MAX_S)
+            _check_snapshot(await self.info(timeout=timeout))  # type: ignore[attr-defined]
+        return started
+    # -- end durability
+
+
+# -- durability (issue 11): how snapshot(wait=True) polls INFO. A snapshot of a
+# million keys takes seconds; the first polls are quick for small stores.
+_SNAPSHOT_POLL_FIRST_S = 0.005
+_SNAPSHOT_POLL_MAX_S = 0.1
+
+
+def _wait_deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _next_poll(deadline: float | None, delay: float) -> float:
+    if deadline is None:
+        return delay
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise KvTimeoutError("the snapshot did not end within the timeout")
+    return min(delay, left)
+
+
+def _check_snapshot(info: dict) -> None:
+    if info.get("last_snapshot_result") != "ok":
+        raise PersistenceError(f"the snapshot failed: {info.get('last_snapshot_result')!r} "
+                               f"(persistence_error: {info.get('persistence_error')!r})")
+# -- end durability
 
 
 def nested(namespace: str, name: str | bytes) -> str:
