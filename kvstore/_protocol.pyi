@@ -5,6 +5,8 @@ encode with RequestWriter and decode with ReplyReader."""
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, final
 
+from typing_extensions import disjoint_base
+
 from kvstore._engine import KeySpace
 
 # Op codes (request frames); binary op codes stay below BINARY_OP_LIMIT (0x20),
@@ -122,46 +124,28 @@ class Executor:
     @property
     def flushing(self) -> bool: ...
 
-@final
-class Processor:
-    """The binary framing's request processor of one connection.
+@disjoint_base
+class Framing:
+    """What every framing's processor shares (_wire/framing.pxi): one feed()
+    is one turn, bounded by the output cap and the work budget; input not run
+    is held for the next turn."""
 
-    ``engine`` is the Engine served (not a namespace view). ``max_payload``
-    (1 .. 2**32 - 1 bytes) is the largest request payload; ``stats`` is
-    shared by the connections of one server (a private one when None);
-    ``server_info`` returns the server's own figures for INFO.
-    """
-
-    def __init__(
-        self,
-        engine: KeySpace,
-        max_payload: int = ...,
-        stats: ServerStats | None = None,
-        server_info: Callable[[], dict[str, Any]] | None = None,
-        max_reply: int | None = None,
-    ) -> None: ...
     def feed(self, data: bytes | bytearray | memoryview = b"") -> bytes:
-        """Run every complete frame of the input so far (frames cut short
-        wait for the rest) and return all their replies, b"" when none. An
-        unknown op or malformed payload gets an INVALID reply, an engine error
-        an ERROR reply; both leave the connection usable. A header declaring
-        more than max_payload answers INVALID (kind "too_large") and sets
-        framing_lost: nothing after it is read, and later feeds return b"".
-        Once the replies pass 1 MiB the remaining frames are held
-        (has_backlog) for the next feed, b"" being enough to go on."""
+        """Run the complete requests of the input so far (up to this turn's
+        caps) and return all their replies, b"" when none."""
     @property
     def has_backlog(self) -> bool:
-        """Frames are held back by the output cap: feed(b"") once the
-        replies so far are written, and read no more input meanwhile."""
+        """Requests are held back by the output cap or the turn's work budget
+        (or a FLUSH goes on, or replies wait to be handed out): feed(b"") once
+        the replies so far are written, and read no more input meanwhile."""
     @property
     def framing_lost(self) -> bool:
-        """The connection must be closed (a frame broke the payload limit)."""
+        """The connection must be closed."""
     @property
     def bytes_received(self) -> int:
         """Bytes fed to this processor so far."""
     @property
     def max_payload(self) -> int: ...
-    # -- limits (issue 10)
     @property
     def max_reply(self) -> int:
         """The largest reply payload (default max_payload's default): a
@@ -174,9 +158,32 @@ class Processor:
     def last_feed_work(self) -> int:
         """Work units (requests + keys/buckets touched) the last feed spent;
         a feed stops once over its turn's budget."""
+    def _fail_next_output(self) -> None: ...
+
+@final
+class Processor(Framing):
+    """The binary framing's request processor of one connection.
+
+    ``engine`` is the Engine served (not a namespace view). ``max_payload``
+    (1 .. 2**32 - 1 bytes) is the largest request payload; ``stats`` is
+    shared by the connections of one server (a private one when None);
+    ``server_info`` returns the server's own figures for INFO.
+    An unknown op or malformed payload gets an INVALID reply, an engine
+    error an ERROR reply; both leave the connection usable. A header
+    declaring more than max_payload answers INVALID (kind "too_large") and
+    sets framing_lost: nothing after it is read, and later feeds return b"".
+    """
+
+    def __init__(
+        self,
+        engine: KeySpace,
+        max_payload: int = ...,
+        stats: ServerStats | None = None,
+        server_info: Callable[[], dict[str, Any]] | None = None,
+        max_reply: int | None = None,
+    ) -> None: ...
     def error_frame(self, kind: str, message: str) -> bytes:
         """One ERROR reply of this framing, for refusing a connection."""
-    def _fail_next_output(self) -> None: ...
 
 @final
 class RequestWriter:
@@ -268,7 +275,7 @@ class ReplyReader:
 
 #: The framings a server endpoint can speak, by name ("binary", "resp"):
 #: each makes one connection's processor from (engine, max_payload, stats, server_info).
-FRAMINGS: dict[str, type[Processor] | type[RespProcessor]]
+FRAMINGS: dict[str, type[Framing]]
 
 # -- batch-argument rule (issue 9, client half): the one Engine applies --
 def batch_keys(keys: Iterable[str | bytes]) -> list[str | bytes]:
@@ -288,7 +295,7 @@ OP_NONE: int
 RESP_COMMANDS: tuple[tuple[str, int, int, int, int, int, int], ...]
 
 @final
-class RespProcessor:
+class RespProcessor(Framing):
     """The RESP2/RESP3 framing of one connection (docs/resp.md), with the
     same contract as Processor: feed() returns the replies of every complete
     command. A protocol error is answered and sets framing_lost, as QUIT does."""
@@ -301,28 +308,7 @@ class RespProcessor:
         server_info: Callable[[], dict[str, Any]] | None = None,
         max_reply: int | None = None,
     ) -> None: ...
-    def feed(self, data: bytes | bytearray | memoryview = b"") -> bytes:
-        """Run every complete command of the input so far; all their replies."""
-    @property
-    def max_reply(self) -> int: ...
-    @property
-    def pending_bytes(self) -> int: ...
     def error_frame(self, kind: str, message: str) -> bytes: ...
-    @property
-    def has_backlog(self) -> bool:
-        """Commands are held back by the output cap or the turn's work
-        budget (a FLUSH going on): feed(b"") once the replies so far are
-        written."""
-    @property
-    def last_feed_work(self) -> int:
-        """Work units the last feed spent (as Processor's)."""
-    @property
-    def framing_lost(self) -> bool:
-        """The connection must be closed (a protocol error, or QUIT)."""
-    @property
-    def bytes_received(self) -> int: ...
-    @property
-    def max_payload(self) -> int: ...
     @property
     def protocol(self) -> int:
         """2 or 3, as HELLO set it."""
