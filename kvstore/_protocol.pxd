@@ -331,8 +331,6 @@ cdef class Framing:
     cdef Py_ssize_t _unsent_at           # out could not be copied whole: next chunk, or -1
     cdef bint _fail_output               # test-only: the next copy of out fails
 
-    cdef int _init_framing(self, KeySpace engine, object max_payload, ServerStats stats,
-                           object server_info, object max_reply) except -1
     # Each framing: parse and run data from `used` (requests until the first
     # incomplete one, which goes to pending, or until _capped, then _hold).
     cdef int _consume(self, bytes data, Py_ssize_t used) except -1

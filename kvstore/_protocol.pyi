@@ -128,8 +128,21 @@ class Executor:
 class Framing:
     """What every framing's processor shares (_wire/framing.pxi): one feed()
     is one turn, bounded by the output cap and the work budget; input not run
-    is held for the next turn."""
+    is held for the next turn.
 
+    ``engine`` is the Engine served (not a namespace view). ``max_payload``
+    (1 .. 2**32 - 1 bytes) is the largest request payload; ``stats`` is
+    shared by the connections of one server (a private one when None);
+    ``server_info`` returns the server's own figures for INFO."""
+
+    def __init__(
+        self,
+        engine: KeySpace,
+        max_payload: int = ...,
+        stats: ServerStats | None = None,
+        server_info: Callable[[], dict[str, Any]] | None = None,
+        max_reply: int | None = None,
+    ) -> None: ...
     def feed(self, data: bytes | bytearray | memoryview = b"") -> bytes:
         """Run the complete requests of the input so far (up to this turn's
         caps) and return all their replies, b"" when none."""
@@ -164,24 +177,12 @@ class Framing:
 class Processor(Framing):
     """The binary framing's request processor of one connection.
 
-    ``engine`` is the Engine served (not a namespace view). ``max_payload``
-    (1 .. 2**32 - 1 bytes) is the largest request payload; ``stats`` is
-    shared by the connections of one server (a private one when None);
-    ``server_info`` returns the server's own figures for INFO.
     An unknown op or malformed payload gets an INVALID reply, an engine
     error an ERROR reply; both leave the connection usable. A header
     declaring more than max_payload answers INVALID (kind "too_large") and
     sets framing_lost: nothing after it is read, and later feeds return b"".
     """
 
-    def __init__(
-        self,
-        engine: KeySpace,
-        max_payload: int = ...,
-        stats: ServerStats | None = None,
-        server_info: Callable[[], dict[str, Any]] | None = None,
-        max_reply: int | None = None,
-    ) -> None: ...
     def error_frame(self, kind: str, message: str) -> bytes:
         """One ERROR reply of this framing, for refusing a connection."""
 
@@ -300,14 +301,6 @@ class RespProcessor(Framing):
     same contract as Processor: feed() returns the replies of every complete
     command. A protocol error is answered and sets framing_lost, as QUIT does."""
 
-    def __init__(
-        self,
-        engine: KeySpace,
-        max_payload: int = ...,
-        stats: ServerStats | None = None,
-        server_info: Callable[[], dict[str, Any]] | None = None,
-        max_reply: int | None = None,
-    ) -> None: ...
     def error_frame(self, kind: str, message: str) -> bytes: ...
     @property
     def protocol(self) -> int:

@@ -98,10 +98,6 @@ cdef class Processor:
     the connection must be closed (the payload is never buffered).
     """
 
-    def __init__(self, KeySpace engine not None, max_payload=DEFAULT_MAX_PAYLOAD,
-                 ServerStats stats=None, server_info=None, max_reply=None):
-        self._init_framing(engine, max_payload, stats, server_info, max_reply)
-
     def error_frame(self, kind, message):
         """One error reply of this framing, for a server refusing the
         connection itself (too many clients, a limit) before closing it."""

@@ -16,8 +16,8 @@ cdef class Framing:
     framing (the server reads ``has_backlog``, ``pending_bytes``,
     ``max_reply``, ``framing_lost`` and ``bytes_received`` of each)."""
 
-    cdef int _init_framing(self, KeySpace engine, object max_payload, ServerStats stats,
-                           object server_info, object max_reply) except -1:
+    def __init__(self, KeySpace engine not None, max_payload=DEFAULT_MAX_PAYLOAD,
+                 ServerStats stats=None, server_info=None, max_reply=None):
         self.max_payload = _payload_limit(max_payload)
         self.ex = Executor(engine, stats, server_info, max_reply)
         self._unsent_at = -1
@@ -25,7 +25,6 @@ cdef class Framing:
         self.out = WriteBuffer.new()
         self.framing_lost = False
         self.bytes_received = 0
-        return 0
 
     @property
     def max_payload(self):

@@ -243,7 +243,7 @@ cdef class RespProcessor(Framing):
     def __init__(self, KeySpace engine not None, max_payload=DEFAULT_MAX_PAYLOAD,
                  ServerStats stats=None, server_info=None, max_reply=None):
         global _client_ids
-        self._init_framing(engine, max_payload, stats, server_info, max_reply)
+        Framing.__init__(self, engine, max_payload, stats, server_info, max_reply)
         self.argv = WriteBuffer.new()
         self.enc = WriteBuffer.new()
         self.tmp = WriteBuffer.new()
